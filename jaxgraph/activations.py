@@ -1,0 +1,212 @@
+"""Activation functions with Keras 3 names, keyword arguments and defaults.
+
+Plain jax.numpy functions, so they are pure and work under jit, grad and vmap.
+A function's ``__name__`` is its serialized name, as in Keras layer configs.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras's generalized relu: x above ``threshold`` (capped at ``max_value``), else a
+    leak of ``negative_slope * (x - threshold)``."""
+    x = jnp.asarray(x)
+    out = jnp.where(x > threshold, x, jnp.zeros((), x.dtype))
+    if max_value is not None:
+        out = jnp.clip(out, 0, max_value)
+    if negative_slope != 0.0:
+        out = out - negative_slope * jax.nn.relu(threshold - x)
+    return out
+
+
+def relu6(x):
+    return jax.nn.relu6(x)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    return jax.nn.leaky_relu(x, negative_slope=negative_slope)
+
+
+def elu(x, alpha=1.0):
+    return jax.nn.elu(x, alpha=alpha)
+
+
+def celu(x, alpha=1.0):
+    return jax.nn.celu(x, alpha=alpha)
+
+
+def selu(x):
+    """Self-normalizing elu; pair with the lecun_normal initializer."""
+    return jax.nn.selu(x)
+
+
+def gelu(x, approximate=False):
+    """Exact erf form by default, as Keras 3 (jax.nn defaults to the tanh approximation)."""
+    return jax.nn.gelu(x, approximate=approximate)
+
+
+def sigmoid(x):
+    return jax.nn.sigmoid(x)
+
+
+def hard_sigmoid(x):
+    """Keras 3 definition relu6(x + 3) / 6 (Keras 2 used a slope of 0.2)."""
+    return jax.nn.hard_sigmoid(x)
+
+
+def hard_silu(x):
+    return jax.nn.hard_silu(x)
+
+
+def silu(x):
+    return jax.nn.silu(x)
+
+
+def softmax(x, axis=-1):
+    return jax.nn.softmax(x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    return jax.nn.log_softmax(x, axis=axis)
+
+
+def softplus(x):
+    return jax.nn.softplus(x)
+
+
+def softsign(x):
+    return jax.nn.soft_sign(x)
+
+
+def tanh(x):
+    return jnp.tanh(x)
+
+
+def exponential(x):
+    return jnp.exp(x)
+
+
+def mish(x):
+    return x * jnp.tanh(jax.nn.softplus(x))
+
+
+def linear(x):
+    """Identity; what ``activation=None`` means."""
+    return x
+
+
+def log_sigmoid(x):
+    return jax.nn.log_sigmoid(x)
+
+
+def hard_tanh(x):
+    return jax.nn.hard_tanh(x)
+
+
+def tanh_shrink(x):
+    return x - jnp.tanh(x)
+
+
+def soft_shrink(x, threshold=0.5):
+    return jnp.where(x > threshold, x - threshold, jnp.where(x < -threshold, x + threshold, 0.0))
+
+
+def hard_shrink(x, threshold=0.5):
+    return jnp.where(jnp.abs(x) > threshold, x, 0.0)
+
+
+def squareplus(x, b=4):
+    return jax.nn.squareplus(x, b=b)
+
+
+def sparse_plus(x):
+    return jax.nn.sparse_plus(x)
+
+
+def sparse_sigmoid(x):
+    return jax.nn.sparse_sigmoid(x)
+
+
+def glu(x, axis=-1):
+    """Gated linear unit: first half of ``axis`` times sigmoid of the second half."""
+    return jax.nn.glu(x, axis=axis)
+
+
+swish = silu
+hard_swish = hard_silu
+
+_OBJECTS = {}
+_BUILTIN = set()
+
+
+def register(name, obj=None):
+    """Make ``get(name)`` resolve to ``obj`` (a function, or a class with get_config)."""
+    if obj is None:
+        return lambda o: register(name, o)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register needs a non-empty string name, got {name!r}")
+    if not callable(obj):
+        raise TypeError(f"register({name!r}, ...) needs a callable, got {obj!r}")
+    if name in _BUILTIN and _OBJECTS[name] is not obj:
+        raise ValueError(f"{name!r} is a built-in activation name; pick another")
+    _OBJECTS[name] = obj
+    return obj
+
+
+def _lookup(name):
+    if name not in _OBJECTS:
+        raise ValueError(f"Unknown activation {name!r}. Accepted: {', '.join(sorted(_OBJECTS))}")
+    return _OBJECTS[name]
+
+
+def get(identifier):
+    """Resolve None (linear), a name, a config dict, a class or a callable."""
+    if identifier is None:
+        return linear
+    if isinstance(identifier, str):
+        identifier = _lookup(identifier)
+    elif isinstance(identifier, dict):
+        name, config = identifier.get("class_name"), identifier.get("config")
+        if name is None:
+            raise ValueError(f"Activation config needs a 'class_name' key, got {identifier!r}")
+        if name == "function" and isinstance(config, str):  # Keras 3's form for functions
+            return _lookup(config)
+        obj = _lookup(name)
+        return obj.from_config(config or {}) if isinstance(obj, type) else obj
+    if isinstance(identifier, type):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise ValueError(f"Could not interpret activation identifier {identifier!r}")
+
+
+def _name_of(obj):
+    own = getattr(obj, "__name__", None)
+    if _OBJECTS.get(own) is obj:
+        return own
+    for name, candidate in _OBJECTS.items():
+        if candidate is obj:
+            return name
+    raise ValueError(f"Activation {obj!r} is not registered; call "
+                     "jaxgraph.activations.register(name, obj) so it can be serialized")
+
+
+def serialize(activation):
+    """A function's registered name, or {'class_name', 'config'} for a configurable object."""
+    if activation is None:
+        return None
+    if isinstance(activation, type) or not hasattr(activation, "get_config"):
+        return _name_of(activation)
+    return {"class_name": _name_of(type(activation)), "config": activation.get_config()}
+
+
+for _fn in (relu, relu6, leaky_relu, elu, celu, selu, gelu, sigmoid, hard_sigmoid, hard_silu,
+            silu, softmax, log_softmax, softplus, softsign, tanh, exponential, mish, linear,
+            log_sigmoid, hard_tanh, tanh_shrink, soft_shrink, hard_shrink, squareplus,
+            sparse_plus, sparse_sigmoid, glu):
+    register(_fn.__name__, _fn)
+    _BUILTIN.add(_fn.__name__)
+for _name, _fn in (("swish", silu), ("hard_swish", hard_silu)):
+    register(_name, _fn)
+    _BUILTIN.add(_name)

@@ -1,0 +1,193 @@
+"""ProgbarLogger: the progress display that `fit(verbose=...)` adds by default.
+
+A live bar needs per-batch values, and every per-batch read is a device sync
+that also stops the trainer from running several steps per dispatch. So the bar
+listens to batches only when someone can watch it (verbose=1 on a terminal or
+a notebook) and says so through `wants_batches()`; otherwise it prints one line
+per epoch from the epoch logs. Even when live, it reads batch logs at most
+every `refresh_interval` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from tqdm import tqdm
+
+from .base import Callback
+
+
+def _interactive() -> bool:
+    """Whether stdout is watched live (a terminal or a Jupyter kernel)."""
+    try:
+        if sys.stdout.isatty():
+            return True
+    except (AttributeError, ValueError):
+        return False
+    return "ipykernel" in sys.modules
+
+
+def format_value(value) -> str:
+    """Keras's style: 4 decimals, scientific notation for tiny non-zero numbers."""
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if value != 0 and math.isfinite(value) and abs(value) < 1e-3:
+        return f"{value:.4e}"
+    return f"{value:.4f}"
+
+
+def format_logs(logs, keys=None) -> str:
+    keys = list(logs.keys()) if keys is None else keys
+    return " - ".join(f"{k}: {format_value(logs[k])}" for k in keys if k in logs)
+
+
+def _format_time(seconds: float, steps) -> str:
+    text = f"{seconds:.0f}s"
+    if steps:
+        per_step = seconds / steps
+        text += (f" - {per_step * 1e3:.0f}ms/step" if per_step >= 1e-3
+                 else f" - {per_step * 1e6:.0f}us/step")
+    return text
+
+
+class ProgbarLogger(Callback):
+    """Prints metrics to stdout: a live bar with ETA (verbose=1 on a terminal), or one
+    line per epoch (verbose=2, or verbose=1 when stdout is a file or a pipe).
+
+    `count_mode` and `stateful_metrics` are the Keras 2 arguments; counting is always
+    in steps, and every metric the trainer logs is already a running average.
+    """
+
+    def __init__(self, count_mode: str = "steps", stateful_metrics=None,
+                 refresh_interval: float = 0.1):
+        super().__init__()
+        if count_mode not in ("steps", "samples"):
+            raise ValueError(f"ProgbarLogger: count_mode must be 'steps' or 'samples', "
+                             f"got {count_mode!r}")
+        self.count_mode = count_mode
+        self.stateful_metrics = set(stateful_metrics or ())
+        self.refresh_interval = float(refresh_interval)
+        self.verbose = 1
+        self.epochs = 1
+        self.target = None
+        self._live = False
+        self._bar = None
+        self._in_fit = False
+        self._epoch_start = 0.0
+        self._last_read = 0.0
+        self._seen = 0
+
+    def set_params(self, params: dict) -> None:
+        super().set_params(params)
+        verbose = params.get("verbose", 1)
+        self.verbose = 1 if verbose == "auto" else int(verbose or 0)
+        self.epochs = params.get("epochs", 1)
+        self.target = params.get("steps")
+        self._live = self.verbose == 1 and _interactive()
+
+    def wants_batches(self) -> bool:
+        """Whether the trainer should call this callback's batch hooks at all."""
+        return self._live
+
+    # ------------------------------------------------------------------ the bar
+
+    def _open(self, desc: str, total) -> None:
+        self._close()
+        self._seen = 0
+        self._epoch_start = time.perf_counter()
+        self._last_read = 0.0
+        if self._live:
+            self._bar = tqdm(total=total, desc=desc, unit="step", file=sys.stdout,
+                             dynamic_ncols=True, leave=True,
+                             mininterval=self.refresh_interval)
+
+    def _advance(self, batch: int, logs) -> None:
+        if self._bar is None:
+            return
+        step = batch + 1
+        self._bar.update(step - self._bar.n)
+        self._seen = step
+        now = time.perf_counter()
+        if logs and now - self._last_read >= self.refresh_interval:
+            self._last_read = now
+            self._bar.set_postfix_str(format_logs(logs), refresh=False)
+
+    def _finish(self, logs, steps) -> float:
+        """Close the bar with the final values, or print the one-line summary."""
+        elapsed = time.perf_counter() - self._epoch_start
+        if self._bar is not None:
+            if steps is not None and self._bar.n < steps:
+                self._bar.update(steps - self._bar.n)
+            self._bar.set_postfix_str(format_logs(logs or {}), refresh=False)
+            self._close()
+        return elapsed
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    # ------------------------------------------------------------------ fit
+
+    def on_train_begin(self, logs=None):
+        self._in_fit = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.verbose:
+            self._open(f"Epoch {epoch + 1}/{self.epochs}", self.target)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._advance(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.verbose:
+            return
+        steps = self.target or self._seen or None
+        elapsed = self._finish(logs, steps)
+        if not self._live:
+            line = f"Epoch {epoch + 1}/{self.epochs}"
+            if steps:
+                line += f" - {steps}/{steps}"
+            line += f" - {_format_time(elapsed, steps)}"
+            text = format_logs(logs or {})
+            print(line + (f" - {text}" if text else ""), flush=True)
+
+    def on_train_end(self, logs=None):
+        self._close()
+        self._in_fit = False
+
+    # ------------------------------------------------------------------ evaluate / predict
+
+    def on_test_begin(self, logs=None):
+        if self.verbose and not self._in_fit:
+            self._open("Evaluate", self.target)
+
+    def on_test_batch_end(self, batch, logs=None):
+        if not self._in_fit:
+            self._advance(batch, logs)
+
+    def on_test_end(self, logs=None):
+        if self.verbose and not self._in_fit:
+            self._report(logs)
+
+    def on_predict_begin(self, logs=None):
+        if self.verbose:
+            self._open("Predict", self.target)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._advance(batch, None)
+
+    def on_predict_end(self, logs=None):
+        if self.verbose:
+            self._report(None)
+
+    def _report(self, logs) -> None:
+        steps = self.target or self._seen or None
+        elapsed = self._finish(logs, steps)
+        if not self._live:
+            line = (f"{steps}/{steps} - " if steps else "") + _format_time(elapsed, steps)
+            text = format_logs(logs or {})
+            print(line + (f" - {text}" if text else ""), flush=True)

@@ -1,0 +1,484 @@
+"""`Functional`: an immutable graph of layer calls from inputs to outputs.
+
+Construction walks back from the outputs once, checks the graph (inputs from
+`Input`, nothing disconnected, unique layer names) and fixes a topological order.
+Evaluation lives in `jaxgraph.lowering`; this module only describes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from ..layers.base import Layer
+from .tensor import SymbolicTensor, is_symbolic
+
+
+class Structure:
+    """How a user grouped tensors: one, a list, or a dict keyed by name."""
+
+    def __init__(self, value, what: str):
+        if isinstance(value, dict):
+            self.kind, self.keys = "dict", [str(k) for k in value]
+            flat = list(value.values())
+        elif isinstance(value, (list, tuple)):
+            self.kind, self.keys = "list", None
+            flat = list(value)
+        else:
+            self.kind, self.keys = "single", None
+            flat = [value]
+        for i, t in enumerate(flat):
+            if not is_symbolic(t):
+                where = self.keys[i] if self.keys else i
+                raise TypeError(
+                    f"Model {what} must be symbolic tensors (from Input or a layer call); "
+                    f"{what}[{where!r}] is {type(t).__name__}"
+                )
+        self.flat: list[SymbolicTensor] = flat
+
+    def pack(self, values: list):
+        if self.kind == "dict":
+            return dict(zip(self.keys, values))
+        if self.kind == "list":
+            return list(values)
+        return values[0]
+
+    def unpack(self, value, names: list[str], what: str) -> list:
+        """Values given by the user, in flat order; dicts are matched by name."""
+        n = len(self.flat)
+        if isinstance(value, dict):
+            missing = [k for k in names if k not in value]
+            unknown = [k for k in value if k not in names]
+            if unknown or missing:
+                raise ValueError(
+                    f"Model {what} given as a dict with keys {sorted(value)}, but the model "
+                    f"expects {names}"
+                    + (f"; unknown: {unknown}" if unknown else "")
+                    + (f"; missing: {missing}" if missing else "")
+                )
+            return [value[k] for k in names]
+        if isinstance(value, (list, tuple)) and not (n == 1 and _is_array_like_row(value)):
+            if len(value) != n:
+                raise ValueError(
+                    f"The model expects {n} {what} ({names}), but received {len(value)}"
+                )
+            return list(value)
+        if n != 1:
+            raise ValueError(
+                f"The model expects {n} {what} ({names}), but received a single array; "
+                "pass a list or a dict keyed by input name"
+            )
+        return [value]
+
+
+def _is_array_like_row(value) -> bool:
+    """A list of numbers (one array given as a Python list), not a list of arrays."""
+    return len(value) > 0 and isinstance(value[0], (int, float, np.number))
+
+
+def topological_nodes(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]):
+    """Nodes needed to compute `outputs` from `inputs`, each after its inputs."""
+    input_ids = {id(t) for t in inputs}
+    input_names = [t.name for t in inputs]
+    done: set[int] = set()
+    order = []
+    for out in outputs:
+        stack = [(out, None, False)]
+        while stack:
+            tensor, consumer, expanded = stack.pop()
+            if id(tensor) in input_ids:
+                continue
+            node = tensor.node
+            if node is None:
+                raise ValueError(f"Tensor {tensor.name!r} was not produced by any layer call")
+            if id(node) in done:
+                continue
+            if node.is_input:
+                needed_by = f"layer {consumer!r}" if consumer else "the outputs"
+                raise ValueError(
+                    f"Graph disconnected: cannot obtain value for input {tensor.name!r} "
+                    f"(Input layer {node.layer.name!r}), needed by {needed_by}. The model's "
+                    f"inputs are {input_names}; add {tensor.name!r} to Model(inputs=...)."
+                )
+            if expanded:
+                done.add(id(node))
+                order.append(node)
+                continue
+            stack.append((tensor, consumer, True))
+            for t in reversed(node.input_tensors):
+                if id(t) not in input_ids and (t.node is None or id(t.node) not in done):
+                    stack.append((t, node.layer.name, False))
+    return order
+
+
+def layer_order(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> list:
+    """The graph's layers in Keras's order, so weight lists line up with Keras models.
+
+    Keras sorts layers by depth (the longest path from a layer's calls to an output,
+    deepest first; a shared layer takes its deepest call, which also deepens its
+    producers) and breaks ties by when a depth-first walk from the outputs first
+    meets the layer. `model.get_weights()` follows this order.
+    """
+    input_ids = {id(t) for t in inputs}
+    first_seen: dict[int, int] = {}
+    by_id: dict[int, Layer] = {}
+    finished: set[int] = set()
+    post_order = []  # nodes, producers before consumers
+    for out in outputs:
+        stack = [(out, False)]
+        while stack:
+            tensor, expanded = stack.pop()
+            node = tensor.node
+            if expanded:
+                if id(node) not in finished:
+                    finished.add(id(node))
+                    post_order.append(node)
+                continue
+            if id(node) in finished:
+                continue
+            first_seen.setdefault(id(node.layer), len(first_seen))
+            by_id[id(node.layer)] = node.layer
+            stack.append((tensor, True))
+            if not node.is_input and id(tensor) not in input_ids:
+                stack.extend((t, False) for t in reversed(node.input_tensors))
+    node_depth: dict[int, int] = {}
+    layer_depth: dict[int, int] = {}
+    for node in reversed(post_order):
+        depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = depth
+        if node.is_input:
+            continue
+        for t in node.input_tensors:
+            if id(t.node) in finished:
+                node_depth[id(t.node)] = max(node_depth.get(id(t.node), 0), depth + 1)
+    for t in inputs:  # inputs no output depends on still belong to the model
+        layer = t.node.layer
+        if id(layer) not in layer_depth:
+            by_id[id(layer)] = layer
+            layer_depth[id(layer)] = 0
+            first_seen[id(layer)] = -1
+    order = sorted(layer_depth, key=lambda i: (-layer_depth[i], first_seen[i]))
+    return [by_id[i] for i in order]
+
+
+class Functional(Layer):
+    """A model defined by `Model(inputs, outputs)`; also usable as a layer."""
+
+    def __init__(self, inputs=None, outputs=None, name: str | None = None,
+                 trainable: bool = True, **kwargs):
+        if name is None:
+            name = _auto_name("model" if type(self).__name__ in ("Model", "Functional")
+                              else type(self).__name__)
+        super().__init__(name=name, trainable=trainable, **kwargs)
+        self._layout_cache = None
+        self._input_struct = None
+        if inputs is None and outputs is None:
+            return
+        if inputs is None or outputs is None:
+            raise ValueError("Model(inputs, outputs) needs both inputs and outputs")
+        self._set_graph(inputs, outputs)
+
+    # ------------------------------------------------------------------ graph
+
+    def _set_graph(self, inputs, outputs) -> None:
+        in_struct = Structure(inputs, "inputs")
+        out_struct = Structure(outputs, "outputs")
+        seen_inputs = set()
+        for t in in_struct.flat:
+            if t.node is None or not t.node.is_input:
+                layer = t.layer.name if t.layer is not None else "?"
+                raise TypeError(
+                    f"Model inputs must be tensors returned by Input(); {t.name!r} was produced "
+                    f"by layer {layer!r} ({type(t.layer).__name__}). To start a model from an "
+                    "intermediate tensor, build a new Input for it."
+                )
+            if id(t) in seen_inputs:
+                raise ValueError(f"Input {t.name!r} appears twice in Model(inputs=...)")
+            seen_inputs.add(id(t))
+        nodes = topological_nodes(in_struct.flat, out_struct.flat)
+        layers = layer_order(in_struct.flat, out_struct.flat)
+        names: dict[str, Layer] = {}
+        for layer in layers:
+            other = names.get(layer.name)
+            if other is not None and other is not layer:
+                raise ValueError(
+                    f"The name {layer.name!r} is used by two different layers in model "
+                    f"{self.name!r} ({type(other).__name__} and {type(layer).__name__}); "
+                    "layer names must be unique within a model."
+                )
+            names[layer.name] = layer
+        self._input_struct = in_struct
+        self._output_struct = out_struct
+        self._nodes_in_order = nodes
+        self._layers = layers
+        self._output_names = _output_names(out_struct)
+        self.built = True
+        self._layout_cache = None
+
+    def _require_graph(self):
+        if self._input_struct is None:
+            raise ValueError(
+                f"Model {self.name!r} has no graph yet: give it an input shape or call it on "
+                "data first."
+            )
+
+    @property
+    def layers(self) -> list[Layer]:
+        self._require_graph()
+        return list(self._layers)
+
+    @property
+    def inputs(self) -> list[SymbolicTensor]:
+        self._require_graph()
+        return list(self._input_struct.flat)
+
+    @property
+    def outputs(self) -> list[SymbolicTensor]:
+        self._require_graph()
+        return list(self._output_struct.flat)
+
+    @property
+    def input(self):
+        self._require_graph()
+        return self._input_struct.pack(self._input_struct.flat)
+
+    @property
+    def output(self):
+        self._require_graph()
+        return self._output_struct.pack(self._output_struct.flat)
+
+    @property
+    def input_names(self) -> list[str]:
+        self._require_graph()
+        if self._input_struct.kind == "dict":
+            return list(self._input_struct.keys)
+        return [t.node.layer.name for t in self._input_struct.flat]
+
+    @property
+    def output_names(self) -> list[str]:
+        self._require_graph()
+        return list(self._output_names)
+
+    @property
+    def input_shape(self):
+        shapes = [t.shape for t in self.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        self._require_graph()
+        if name is not None and index is not None:
+            raise ValueError("get_layer takes a name or an index, not both")
+        if index is not None:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(
+                    f"get_layer(index={index}): model {self.name!r} has "
+                    f"{len(self._layers)} layers"
+                )
+            return self._layers[index]
+        if name is None:
+            raise ValueError("get_layer needs a name or an index")
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(
+            f"No such layer: {name!r} in model {self.name!r}. Existing layers are: "
+            f"{[layer.name for layer in self._layers]}"
+        )
+
+    # ------------------------------------------------------------------ weights
+
+    def _weighted_layers(self) -> list[Layer]:
+        """Every leaf layer that owns weights, once, in Keras's order."""
+        out, seen = [], set()
+
+        def walk(model):
+            for layer in model.layers:
+                if isinstance(layer, Functional):
+                    walk(layer)
+                elif id(layer) not in seen:
+                    seen.add(id(layer))
+                    if layer._weights:
+                        out.append(layer)
+
+        walk(self)
+        return out
+
+    @property
+    def weights(self):
+        return [w for layer in self._weighted_layers() for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [w for layer in self._weighted_layers() for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [w for layer in self._weighted_layers() for w in layer.non_trainable_weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        out = []
+        for layer in self._weighted_layers():
+            out.extend(layer.get_weights())
+        return out
+
+    def set_weights(self, weights) -> None:
+        weights = list(weights)
+        layers = self._weighted_layers()
+        expected = sum(len(layer._weights) for layer in layers)
+        if len(weights) != expected:
+            raise ValueError(
+                f"Model {self.name!r} has {expected} weight arrays, but set_weights got "
+                f"{len(weights)}"
+            )
+        i = 0
+        for layer in layers:
+            n = len(layer._weights)
+            layer.set_weights(weights[i:i + n])
+            i += n
+
+    def count_params(self) -> int:
+        self._require_graph()
+        return int(sum(layer.count_params() for layer in self._weighted_layers()))
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        if getattr(self, "_layers", None):
+            for layer in self._layers:
+                layer.trainable = value
+
+    # ------------------------------------------------------------------ as a layer
+
+    def build(self, input_shape) -> None:
+        self._require_graph()
+
+    def _maybe_build(self, first_arg) -> None:
+        self._require_graph()
+
+    def compute_output_spec(self, inputs, *args, **kwargs):
+        """Propagate shapes through the graph without recording any node."""
+        names = self.input_names
+        given = self._input_struct.unpack(inputs, names, "inputs")
+        env: dict[int, Any] = {}
+        for name, expected, spec in zip(names, self._input_struct.flat, given):
+            shape = tuple(spec.shape)
+            if not _compatible(expected.shape, shape):
+                raise ValueError(
+                    f"Input {name!r} of model {self.name!r} is incompatible with the model: "
+                    f"expected shape {expected.shape}, but received input with shape {shape}"
+                )
+            env[id(expected)] = spec
+        for node in self._nodes_in_order:
+            a, k = node.call_args(lambda t: env[id(t)])
+            outs = node.layer.compute_output_spec(*a, **k)
+            flat = jax.tree_util.tree_leaves(outs, is_leaf=is_symbolic)
+            for t, spec in zip(node.output_tensors, flat):
+                env[id(t)] = spec
+        outs = [SymbolicTensor(env[id(t)].shape, env[id(t)].dtype) for t in self.outputs]
+        return self._output_struct.pack(outs)
+
+    def forward(self, w, *args, **kwargs):
+        raise TypeError(
+            f"Model {self.name!r} is evaluated by jaxgraph.lowering, not by Layer.forward"
+        )
+
+    # ------------------------------------------------------------------ the pure core
+
+    def init(self, rng) -> dict:
+        """Fresh variables `{'params': ..., 'state': ...}`; pure in `rng`."""
+        from ..lowering import init_variables
+
+        return init_variables(self, rng)
+
+    def apply(self, variables, inputs, training: bool = False, rng=None):
+        """`(outputs, new_state)`: a pure function, safe under jit/grad/vmap/scan."""
+        from ..lowering import apply_model
+
+        return apply_model(self, variables, inputs, training=training, rng=rng)
+
+    @property
+    def variables(self) -> dict:
+        """The current variables, read from the layers' caches (created lazily)."""
+        from ..lowering import gather_variables
+
+        return gather_variables(self)
+
+    @variables.setter
+    def variables(self, value) -> None:
+        from ..lowering import scatter_variables
+
+        scatter_variables(self, value)
+
+    def _eager_call(self, args, kwargs):
+        from ..lowering import apply_model
+
+        training = kwargs.pop("training", False)
+        rng = kwargs.pop("rng", None)
+        if kwargs:
+            raise TypeError(f"Model {self.name!r} got unexpected call arguments {sorted(kwargs)}")
+        outputs, state = apply_model(self, self.variables, args[0], training=training, rng=rng)
+        if training:
+            self.variables = {"params": self.variables["params"], "state": state}
+        return outputs
+
+    # ------------------------------------------------------------------ config
+
+    def get_config(self) -> dict:
+        from .config import functional_config
+
+        return functional_config(self)
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None):
+        from .config import functional_from_config
+
+        return functional_from_config(cls, config, custom_objects)
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False):
+        from ..utils.summary import print_summary
+
+        return print_summary(self, line_length=line_length, positions=positions,
+                             print_fn=print_fn, expand_nested=expand_nested,
+                             show_trainable=show_trainable)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _compatible(expected: tuple, got: tuple) -> bool:
+    if len(expected) != len(got):
+        return False
+    return all(e is None or g is None or e == g for e, g in zip(expected, got))
+
+
+def _output_names(struct: Structure) -> list[str]:
+    if struct.kind == "dict":
+        return list(struct.keys)
+    names, counts = [], {}
+    for t in struct.flat:
+        base = t.node.layer.name
+        counts[base] = counts.get(base, 0) + 1
+        names.append(base if counts[base] == 1 else f"{base}_{counts[base] - 1}")
+    return names
+
+
+def _auto_name(base: str) -> str:
+    from ..layers.base import to_snake_case, unique_name
+
+    return unique_name(to_snake_case(base))

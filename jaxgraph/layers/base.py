@@ -1,0 +1,708 @@
+"""The Layer base class: a named owner of parameters plus a pure `call`.
+
+A layer never holds the arrays a jitted function computes with. `build` declares
+weights (name, shape, initializer); `call(w, inputs, ...)` receives them as a dict
+and is a pure function. The layer keeps only a cache of its latest values so Keras
+conveniences (`get_weights`, `set_weights`) work; the pytree handed to
+`Model.apply` is always the truth.
+
+Writing a layer::
+
+    class Scale(Layer):
+        def build(self, input_shape):
+            self.add_weight("gamma", (input_shape[-1],), initializer="ones")
+
+        def call(self, w, x):
+            return x * w["gamma"]
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import inspect
+import re
+import threading
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import constraints as constraints_mod
+from .. import dtype_policy
+from .. import initializers as initializers_mod
+from .. import random as jg_random
+from .. import regularizers as regularizers_mod
+from ..graph.node import Node, flatten_call
+from ..graph.tensor import SymbolicTensor, canonical_shape, is_symbolic
+
+# ---------------------------------------------------------------------------- naming
+
+_name_lock = threading.Lock()
+_name_counts: collections.Counter = collections.Counter()
+
+
+def to_snake_case(name: str) -> str:
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    return s.replace("__", "_")
+
+
+def unique_name(base: str) -> str:
+    """`dense`, `dense_1`, `dense_2`, ... process-wide, as Keras names layers."""
+    with _name_lock:
+        n = _name_counts[base]
+        _name_counts[base] += 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def reset_names() -> None:
+    """Forget auto-generated names (Keras's `clear_session`)."""
+    with _name_lock:
+        _name_counts.clear()
+
+
+# ---------------------------------------------------------------------------- registry
+
+_LAYER_REGISTRY: dict[str, type] = {}
+
+
+def register_layer(cls_or_name=None):
+    """Register a layer class for `from_config` / `load_model` (also done automatically)."""
+
+    def deco(cls, name=None):
+        _LAYER_REGISTRY[name or cls.__name__] = cls
+        return cls
+
+    if isinstance(cls_or_name, type):
+        return deco(cls_or_name)
+    return lambda cls: deco(cls, cls_or_name)
+
+
+def get_layer_class(name: str, custom_objects: dict | None = None) -> type:
+    if custom_objects and name in custom_objects:
+        return custom_objects[name]
+    if name in _LAYER_REGISTRY:
+        return _LAYER_REGISTRY[name]
+    raise ValueError(
+        f"Unknown layer class {name!r}. Custom layers must be importable before loading "
+        "(defining the class registers it) or passed as custom_objects={...}."
+    )
+
+
+# ---------------------------------------------------------------------------- loss collection
+
+_loss_stack = threading.local()
+
+
+@contextlib.contextmanager
+def collecting_losses():
+    """Collect `add_loss` values during one traced forward pass."""
+    stack = getattr(_loss_stack, "stack", None)
+    if stack is None:
+        stack = _loss_stack.stack = []
+    bucket: list = []
+    stack.append(bucket)
+    try:
+        yield bucket
+    finally:
+        stack.pop()
+
+
+# ---------------------------------------------------------------------------- weights
+
+_weights_version = [0]
+
+
+def weights_version() -> int:
+    """Bumped on every write to any layer's cached values (lets a trainer see edits)."""
+    return _weights_version[0]
+
+
+
+class Weight:
+    """Declaration of one variable of a layer (and a handle on its current value)."""
+
+    def __init__(self, layer, name, shape, dtype, initializer, trainable, regularizer, constraint):
+        self.layer = layer
+        self.name = name
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = dtype
+        self.initializer = initializer
+        self.trainable = trainable
+        self.regularizer = regularizer
+        self.constraint = constraint
+
+    @property
+    def path(self) -> str:
+        return f"{self.layer.name}/{self.name}"
+
+    @property
+    def value(self) -> jax.Array:
+        return self.layer._current_values()[self.name]
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self.value)
+
+    def assign(self, value) -> None:
+        self.layer._assign_value(self.name, value)
+
+    def __repr__(self):
+        kind = "trainable" if self.trainable else "non-trainable"
+        return f"<Weight {self.path} shape={self.shape} dtype={self.dtype} {kind}>"
+
+
+class InputSpec:
+    """What a built layer accepts: rank and the sizes of the axes it depends on."""
+
+    def __init__(self, ndim=None, min_ndim=None, max_ndim=None, axes=None, dtype=None):
+        self.ndim = ndim
+        self.min_ndim = min_ndim
+        self.max_ndim = max_ndim
+        self.axes = dict(axes or {})
+        self.dtype = dtype
+
+    def check(self, layer_name: str, shape: tuple, index: int = 0) -> None:
+        rank = len(shape)
+        where = f"Input {index} of layer {layer_name!r}"
+        if self.ndim is not None and rank != self.ndim:
+            raise ValueError(
+                f"{where} is incompatible with the layer: expected ndim={self.ndim}, "
+                f"found ndim={rank}. Full shape received: {shape}"
+            )
+        if self.min_ndim is not None and rank < self.min_ndim:
+            raise ValueError(
+                f"{where} is incompatible with the layer: expected min_ndim={self.min_ndim}, "
+                f"found ndim={rank}. Full shape received: {shape}"
+            )
+        if self.max_ndim is not None and rank > self.max_ndim:
+            raise ValueError(
+                f"{where} is incompatible with the layer: expected max_ndim={self.max_ndim}, "
+                f"found ndim={rank}. Full shape received: {shape}"
+            )
+        for axis, size in self.axes.items():
+            if size is None:
+                continue
+            if -rank <= axis < rank:
+                got = shape[axis]
+                if got is not None and got != size:
+                    raise ValueError(
+                        f"{where} is incompatible with the layer: expected axis {axis} of "
+                        f"input shape to have value {size}, but received input with shape {shape}"
+                    )
+
+
+# ---------------------------------------------------------------------------- Layer
+
+
+def _call_params(fn) -> frozenset:
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return frozenset({"training", "rng", "mask", "**"})
+    return frozenset(params)
+
+
+def _shapes_of(x):
+    return jax.tree_util.tree_map(lambda t: t.shape, x, is_leaf=is_symbolic)
+
+
+_FILL_A, _FILL_B = 83, 89  # stand-ins for unknown dims when inferring shapes
+
+
+class Layer:
+    """Base class of every layer (and of `Model`)."""
+
+    is_input_layer = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _LAYER_REGISTRY.setdefault(cls.__name__, cls)
+        cls._call_accepts = None
+
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        obj._init_args = (args, dict(kwargs))
+        return obj
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        trainable: bool = True,
+        dtype=None,
+        input_shape=None,
+        batch_input_shape=None,
+        input_dim: int | None = None,
+        batch_size: int | None = None,
+        activity_regularizer=None,
+        **kwargs,
+    ):
+        if kwargs:
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword argument(s) {sorted(kwargs)}"
+            )
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"Layer name must be a non-empty string without '/', got {name!r}")
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.dtype_policy = dtype_policy.get(dtype)
+        self.activity_regularizer = regularizers_mod.get(activity_regularizer)
+        self.built = False
+        self.supports_masking = False
+        self.input_spec = None
+        self._weights: list[Weight] = []
+        self._values: dict[str, jax.Array] | None = None
+        self._nodes: list[Node] = []
+        self._build_input_shape = None
+        # The shape a Sequential model may build from (Keras's input_shape= / input_dim=).
+        if batch_input_shape is not None:
+            self._declared_input_shape = canonical_shape(batch_input_shape)[1:]
+            self._declared_batch_size = batch_input_shape[0]
+        elif input_shape is not None:
+            self._declared_input_shape = canonical_shape(input_shape)
+            self._declared_batch_size = batch_size
+        elif input_dim is not None:
+            self._declared_input_shape = (int(input_dim),)
+            self._declared_batch_size = batch_size
+        else:
+            self._declared_input_shape = None
+            self._declared_batch_size = None
+
+    # ------------------------------------------------------------------ dtypes
+
+    @property
+    def dtype(self) -> str:
+        """The dtype of the layer's variables."""
+        return self.dtype_policy.variable_dtype
+
+    @property
+    def compute_dtype(self) -> str:
+        return self.dtype_policy.compute_dtype
+
+    # ------------------------------------------------------------------ trainable
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+
+    # ------------------------------------------------------------------ to override
+
+    def build(self, input_shape) -> None:
+        """Declare weights with `add_weight`; called once with the first input's shape."""
+
+    def call(self, w, inputs, **kwargs):
+        raise NotImplementedError(f"Layer {type(self).__name__} must implement call(w, inputs)")
+
+    def forward(self, w, *args, training=False, rng=None, mask=None, **kwargs):
+        """Run the layer: returns (outputs, updates to its non-trainable state).
+
+        Stateless layers implement `call` only; layers with state that changes during
+        training (BatchNormalization) override this and return their new state.
+        """
+        accepts = self._accepted_call_args()
+        if "training" in accepts:
+            kwargs["training"] = training
+        if "rng" in accepts:
+            kwargs["rng"] = rng
+        if "mask" in accepts and mask is not None:
+            kwargs["mask"] = mask
+        return self.call(w, *args, **kwargs), {}
+
+    def compute_output_shape(self, input_shape):
+        """Override for speed; by default shapes are inferred with `jax.eval_shape`."""
+        raise NotImplementedError
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of the outputs; by default passed through when `supports_masking`."""
+        return mask if self.supports_masking else None
+
+    def needs_rng(self) -> bool:
+        """Whether `call` wants a PRNG key (Dropout, noise, augmentation)."""
+        return "rng" in self._accepted_call_args()
+
+    @classmethod
+    def _accepted_call_args(cls) -> frozenset:
+        if cls._call_accepts is None:
+            fn = cls.call if cls.forward is Layer.forward else cls.forward
+            cls._call_accepts = _call_params(fn)
+        return cls._call_accepts
+
+    # ------------------------------------------------------------------ weights
+
+    def add_weight(
+        self,
+        name: str | None = None,
+        shape=None,
+        initializer=None,
+        dtype=None,
+        trainable: bool = True,
+        regularizer=None,
+        constraint=None,
+        **_ignored,
+    ) -> Weight:
+        """Declare a variable; its value is created later by `init` (or lazily)."""
+        if isinstance(name, (tuple, list)) and shape is None:  # Keras 3: add_weight(shape, ...)
+            name, shape = None, name
+        if shape is None:
+            shape = ()
+        name = name or f"variable_{len(self._weights)}"
+        if any(w.name == name for w in self._weights):
+            raise ValueError(f"Layer {self.name!r} already has a weight named {name!r}")
+        dtype = jnp.dtype(dtype or self.dtype).name
+        if initializer is None:
+            is_float = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+            initializer = "glorot_uniform" if is_float else "zeros"
+        shape = tuple(shape)
+        if any(d is None for d in shape):
+            raise ValueError(
+                f"Layer {self.name!r}: weight {name!r} needs a fully known shape, got {shape}. "
+                "The input dimension it depends on is unknown (None)."
+            )
+        weight = Weight(
+            self,
+            name,
+            shape,
+            dtype,
+            initializers_mod.get(initializer),
+            bool(trainable),
+            regularizers_mod.get(regularizer),
+            constraints_mod.get(constraint),
+        )
+        self._weights.append(weight)
+        self._values = None
+        return weight
+
+    @property
+    def weights(self) -> list[Weight]:
+        """All weights, trainable ones first, in Keras's order."""
+        return [w for w in self._weights if w.trainable] + [
+            w for w in self._weights if not w.trainable
+        ]
+
+    @property
+    def trainable_weights(self) -> list[Weight]:
+        return [w for w in self.weights if w.trainable] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list[Weight]:
+        if not self.trainable:
+            return self.weights
+        return [w for w in self.weights if not w.trainable]
+
+    def init_values(self, key) -> dict[str, jax.Array]:
+        """Fresh values for this layer's own weights, a pure function of `key`."""
+        out = {}
+        for i, w in enumerate(self._weights):
+            out[w.name] = w.initializer(jax.random.fold_in(key, i), w.shape, jnp.dtype(w.dtype))
+        return out
+
+    def _current_values(self) -> dict[str, jax.Array]:
+        if not self.built:
+            raise ValueError(
+                f"Layer {self.name!r} has no weights yet: it is built when first called on "
+                "an input (or give the model an input shape)."
+            )
+        if self._values is None:
+            self._values = self.init_values(jg_random.next_key())
+        return self._values
+
+    def _set_values(self, values: dict) -> None:
+        self._values = dict(values)
+        _weights_version[0] += 1
+
+    def _assign_value(self, name: str, value) -> None:
+        values = dict(self._current_values())
+        spec = next((w for w in self._weights if w.name == name), None)
+        if spec is None:
+            raise ValueError(f"Layer {self.name!r} has no weight {name!r}")
+        value = jnp.asarray(value, dtype=spec.dtype)
+        if value.shape != spec.shape:
+            raise ValueError(
+                f"Layer {self.name!r}: weight {name!r} has shape {spec.shape}, "
+                f"cannot assign a value of shape {value.shape}"
+            )
+        values[name] = value
+        self._set_values(values)
+
+    def get_weights(self) -> list[np.ndarray]:
+        if not self._weights:
+            return []
+        values = self._current_values()
+        return [np.asarray(values[w.name]) for w in self.weights]
+
+    def set_weights(self, weights) -> None:
+        specs = self.weights
+        weights = list(weights)
+        if len(weights) != len(specs):
+            raise ValueError(
+                f"Layer {self.name!r} expects {len(specs)} weights "
+                f"({[w.name for w in specs]}), but set_weights got {len(weights)}"
+            )
+        values = dict(self._current_values()) if specs else {}
+        for spec, value in zip(specs, weights):
+            value = np.asarray(value)
+            if tuple(value.shape) != spec.shape:
+                raise ValueError(
+                    f"Layer {self.name!r}: weight {spec.name!r} has shape {spec.shape}, "
+                    f"but set_weights got shape {tuple(value.shape)}"
+                )
+            values[spec.name] = jnp.asarray(value, dtype=spec.dtype)
+        self._set_values(values)
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(
+                f"You called count_params() on layer {self.name!r}, but it is not built yet: "
+                "call it on an input first."
+            )
+        return int(sum(int(np.prod(w.shape)) for w in self._weights))
+
+    def add_loss(self, value) -> None:
+        """Add a scalar to the training objective from inside `call`."""
+        stack = getattr(_loss_stack, "stack", None)
+        if stack:
+            stack[-1].append(jnp.sum(value))
+
+    def regularization_loss(self, w: dict) -> jax.Array | float:
+        """Sum of weight regularizers over this layer's variables `w`."""
+        total = 0.0
+        for spec in self._weights:
+            if spec.regularizer is not None:
+                total = total + spec.regularizer(w[spec.name])
+        return total
+
+    # ------------------------------------------------------------------ calling
+
+    def __call__(self, *args, **kwargs):
+        leaves, _ = flatten_call(args, kwargs)
+        if any(is_symbolic(x) for x in leaves):
+            return self._symbolic_call(args, kwargs)
+        return self._eager_call(args, kwargs)
+
+    def _maybe_build(self, first_arg) -> None:
+        if self.built:
+            return
+        shapes = _shapes_of(first_arg)
+        try:
+            self.build(shapes)
+        except (ValueError, TypeError) as e:
+            if self.name in str(e):
+                raise
+            raise ValueError(
+                f"Layer {self.name!r} ({type(self).__name__}) cannot be built for input "
+                f"shape {shapes}: {e}"
+            ) from e
+        self.built = True
+        self._build_input_shape = shapes
+
+    def _check_inputs(self, first_arg) -> None:
+        if self.input_spec is None:
+            return
+        flat = jax.tree_util.tree_leaves(first_arg, is_leaf=is_symbolic)
+        specs = self.input_spec if isinstance(self.input_spec, (list, tuple)) else [
+            self.input_spec
+        ] * len(flat)
+        for i, (t, spec) in enumerate(zip(flat, specs)):
+            if spec is not None and hasattr(t, "shape"):
+                spec.check(self.name, tuple(t.shape), i)
+
+    def _symbolic_call(self, args, kwargs):
+        if not args:
+            raise ValueError(f"Layer {self.name!r} was called without inputs")
+        self._maybe_build(args[0])
+        self._check_inputs(args[0])
+        try:
+            outputs = self.compute_output_spec(*args, **kwargs)
+        except (ValueError, TypeError) as e:
+            if self.name in str(e):
+                raise
+            raise ValueError(
+                f"Layer {self.name!r} ({type(self).__name__}) cannot be called on inputs with "
+                f"shape {_shapes_of(args[0])}: {e}"
+            ) from e
+        node = Node(self, args, kwargs)
+        outputs = node.set_outputs(outputs)
+        self._nodes.append(node)
+        return outputs
+
+    def _eager_call(self, args, kwargs):
+        """Call on concrete arrays with the current weights (Keras's eager `layer(x)`)."""
+        args = jax.tree_util.tree_map(jnp.asarray, args)
+        if not self.built:
+            self._maybe_build(jax.tree_util.tree_map(lambda a: _SpecView(a.shape), args[0]))
+        self._check_inputs(args[0])
+        training = kwargs.pop("training", False)
+        rng = jg_random.as_key(kwargs.pop("rng", None))
+        if rng is None and training and self.needs_rng():
+            rng = jg_random.next_key()
+        w = self._current_values() if self._weights else {}
+        out, updates = self.forward(w, *args, training=training, rng=rng, **kwargs)
+        if updates:
+            self._set_values({**self._current_values(), **updates})
+        return out
+
+    def compute_output_spec(self, *args, **kwargs):
+        """Output symbolic tensors for symbolic inputs (shape and dtype only)."""
+        first = args[0]
+        if type(self).compute_output_shape is not Layer.compute_output_shape:
+            out_shapes = self.compute_output_shape(_shapes_of(first))
+            dtype = self._default_output_dtype(first)
+            return _specs_from_shapes(out_shapes, dtype)
+        return self._infer_output_spec(args, kwargs)
+
+    def _default_output_dtype(self, first):
+        leaves = jax.tree_util.tree_leaves(first, is_leaf=is_symbolic)
+        in_dtype = leaves[0].dtype if leaves else "float32"
+        if not self._weights and not jnp.issubdtype(jnp.dtype(in_dtype), jnp.floating):
+            return in_dtype
+        return self.compute_dtype
+
+    def _infer_output_spec(self, args, kwargs):
+        """Infer output shapes by tracing with stand-in sizes for unknown dims."""
+        leaves, treedef = flatten_call(args, kwargs)
+        sym_positions = [i for i, x in enumerate(leaves) if is_symbolic(x)]
+        wstruct = {
+            w.name: jax.ShapeDtypeStruct(w.shape, jnp.dtype(w.dtype)) for w in self._weights
+        }
+
+        def run(w, *values):
+            filled = list(leaves)
+            for pos, v in zip(sym_positions, values):
+                filled[pos] = v
+            a, k = jax.tree_util.tree_unflatten(treedef, filled)
+            k = dict(k)
+            training = k.pop("training", False)
+            rng = jax.random.key(0) if self.needs_rng() else None
+            return self.forward(w, *a, training=training, rng=rng, **k)[0]
+
+        results = []
+        for fill in (_FILL_A, _FILL_B):
+            structs = [
+                jax.ShapeDtypeStruct(
+                    tuple(fill if d is None else d for d in leaves[p].shape),
+                    jnp.dtype(leaves[p].dtype),
+                )
+                for p in sym_positions
+            ]
+            results.append(jax.eval_shape(run, wstruct, *structs))
+        a_flat, out_tree = jax.tree_util.tree_flatten(results[0])
+        b_flat = jax.tree_util.tree_leaves(results[1])
+        specs = []
+        for a, b in zip(a_flat, b_flat):
+            shape = tuple(da if da == db else None for da, db in zip(a.shape, b.shape))
+            specs.append(SymbolicTensor(shape, a.dtype))
+        return jax.tree_util.tree_unflatten(out_tree, specs)
+
+    # ------------------------------------------------------------------ graph introspection
+
+    @property
+    def inbound_nodes(self) -> list[Node]:
+        return list(self._nodes)
+
+    def _node_attr(self, index: int, attr: str):
+        if not self._nodes:
+            raise AttributeError(
+                f"Layer {self.name!r} has never been called on a symbolic input, so it has "
+                f"no {attr} yet."
+            )
+        if index >= len(self._nodes):
+            raise ValueError(
+                f"Layer {self.name!r} was called {len(self._nodes)} time(s); "
+                f"there is no call {index}."
+            )
+        node = self._nodes[index]
+        if attr == "input":
+            ins = node.input_tensors
+            return ins[0] if len(ins) == 1 else list(ins)
+        return node.outputs
+
+    def _single_node_attr(self, attr: str):
+        if len(self._nodes) > 1:
+            raise AttributeError(
+                f"Layer {self.name!r} has been called {len(self._nodes)} times (it is shared), "
+                f"so `.{attr}` is ambiguous. Use `get_{attr}_at(i)` to name the call "
+                f"(0..{len(self._nodes) - 1})."
+            )
+        return self._node_attr(0, attr)
+
+    @property
+    def input(self):
+        return self._single_node_attr("input")
+
+    @property
+    def output(self):
+        return self._single_node_attr("output")
+
+    def get_input_at(self, index: int):
+        return self._node_attr(index, "input")
+
+    def get_output_at(self, index: int):
+        return self._node_attr(index, "output")
+
+    @property
+    def input_shape(self):
+        return _shapes_of(self.input)
+
+    @property
+    def output_shape(self):
+        return _shapes_of(self.output)
+
+    # ------------------------------------------------------------------ config
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-able, so that `from_config` rebuilds the layer."""
+        from .serialization import serialize_value
+
+        cls = type(self)
+        args, kwargs = self._init_args
+        try:
+            bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"Layer {self.name!r}: cannot derive get_config ({e})") from e
+        config = {}
+        for key, value in bound.arguments.items():
+            if key == "self":
+                continue
+            param = inspect.signature(cls.__init__).parameters[key]
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                config.update({k: serialize_value(v) for k, v in value.items()})
+            elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise TypeError(
+                        f"Layer {self.name!r}: *args constructors need their own get_config"
+                    )
+            else:
+                config[key] = serialize_value(value)
+        config["name"] = self.name
+        config["trainable"] = self.trainable
+        if self.dtype_policy.name != "float32" or "dtype" in kwargs:
+            config["dtype"] = self.dtype_policy.name
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+class _SpecView:
+    """A shape holder so eager calls can build from concrete arrays."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+
+def _specs_from_shapes(shapes, dtype):
+    def is_shape(s):
+        return isinstance(s, tuple) and all(d is None or isinstance(d, int) for d in s)
+
+    if is_shape(shapes):
+        return SymbolicTensor(shapes, dtype)
+    return jax.tree_util.tree_map(lambda s: SymbolicTensor(s, dtype), shapes, is_leaf=is_shape)

@@ -1,0 +1,353 @@
+"""Graph -> pure functions: `init(rng)` and `apply(variables, inputs, ...)`.
+
+The variables pytree is `{'params': P, 'state': S}`; P and S are nested dicts
+keyed by model and layer names (`P['sequential']['dense']['kernel']`). Each layer
+instance owns exactly one entry, at the path where a walk through the (nested)
+models first meets it, however many times and wherever it is called. Running a
+graph is a loop over its nodes in topological order with a dict from tensor to
+value, so tracing costs Python time once per compile and nothing per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ..graph.functional import Functional
+from ..graph.tensor import is_symbolic
+from ..layers.base import collecting_losses
+from ..random import as_key
+
+Path = tuple
+
+
+# ---------------------------------------------------------------------------- layout
+
+
+def layout(model: Functional) -> tuple[list, dict[int, Path]]:
+    """[(layer, path)] for every weighted leaf layer, and id(layer) -> path."""
+    cached = model._layout_cache
+    if cached is not None:
+        return cached
+    model._require_graph()
+    entries: list = []
+    paths: dict[int, Path] = {}
+
+    def walk(m, prefix):
+        for layer in m.layers:
+            if isinstance(layer, Functional):
+                walk(layer, prefix + (layer.name,))
+            elif layer._weights and id(layer) not in paths:
+                paths[id(layer)] = prefix + (layer.name,)
+                entries.append((layer, prefix + (layer.name,)))
+
+    walk(model, ())
+    model._layout_cache = (entries, paths)
+    return entries, paths
+
+
+def _get_in(tree: dict, path: Path, what: str):
+    node = tree
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            raise KeyError(
+                f"variables[{what!r}] has no entry for layer path {'/'.join(path)!r}; "
+                "were these variables made by this model's init()?"
+            )
+        node = node[key]
+    return node
+
+
+def _set_in(tree: dict, path: Path, value) -> None:
+    node = tree
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+
+
+def _copy_nested(tree):
+    return {k: _copy_nested(v) for k, v in tree.items()} if isinstance(tree, dict) else tree
+
+
+def _split(layer, values: dict) -> tuple[dict, dict]:
+    params = {w.name: values[w.name] for w in layer._weights if w.trainable}
+    state = {w.name: values[w.name] for w in layer._weights if not w.trainable}
+    return params, state
+
+
+# ---------------------------------------------------------------------------- variables
+
+
+def init_variables(model: Functional, rng) -> dict:
+    """Fresh `{'params', 'state'}` for `model`, a pure function of `rng`."""
+    rng = as_key(rng)
+    if rng is None:
+        raise ValueError("init(rng) needs a key, e.g. model.init(jax.random.key(0))")
+    entries, _ = layout(model)
+    params: dict = {}
+    state: dict = {}
+    for i, (layer, path) in enumerate(entries):
+        p, s = _split(layer, layer.init_values(jax.random.fold_in(rng, i)))
+        if p:
+            _set_in(params, path, p)
+        if s:
+            _set_in(state, path, s)
+    return {"params": params, "state": state}
+
+
+def gather_variables(model: Functional) -> dict:
+    """The layers' current values as one variables pytree."""
+    entries, _ = layout(model)
+    params: dict = {}
+    state: dict = {}
+    for layer, path in entries:
+        p, s = _split(layer, layer._current_values())
+        if p:
+            _set_in(params, path, p)
+        if s:
+            _set_in(state, path, s)
+    return {"params": params, "state": state}
+
+
+def scatter_variables(model: Functional, variables: dict) -> None:
+    """Store `variables` into the layers' caches (shared by every model using them)."""
+    if not isinstance(variables, dict) or "params" not in variables:
+        raise ValueError("model.variables must be a dict {'params': ..., 'state': ...}")
+    entries, _ = layout(model)
+    updates = []
+    for layer, path in entries:
+        values = {}
+        for kind in ("params", "state"):
+            names = [w.name for w in layer._weights if w.trainable == (kind == "params")]
+            if not names:
+                continue
+            sub = _get_in(variables.get(kind, {}), path, kind)
+            for w in layer._weights:
+                if w.name not in names:
+                    continue
+                if w.name not in sub:
+                    raise KeyError(f"variables[{kind!r}] lacks {'/'.join(path)}/{w.name}")
+                value = sub[w.name]
+                if tuple(jnp.shape(value)) != w.shape:
+                    raise ValueError(
+                        f"Weight {'/'.join(path)}/{w.name} has shape {w.shape}; "
+                        f"got {tuple(jnp.shape(value))}"
+                    )
+                values[w.name] = value
+        updates.append((layer, values))
+    for layer, values in updates:
+        layer._set_values(values)
+
+
+# ---------------------------------------------------------------------------- apply
+
+
+class _Run:
+    """Everything one evaluation of a graph threads through its nodes."""
+
+    __slots__ = ("params", "state", "training", "rng", "paths", "rng_count", "activity")
+
+    def __init__(self, params, state, training, rng, paths):
+        self.params = params
+        self.state = state
+        self.training = training
+        self.rng = rng
+        self.paths = paths
+        self.rng_count = 0
+        self.activity: list = []
+
+
+def _cast_floats(tree, dtype):
+    def cast(x):
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != dtype:
+            return x.astype(dtype)
+        return x
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
+def _all_none(tree) -> bool:
+    return all(m is None for m in jax.tree_util.tree_leaves(tree, is_leaf=lambda x: x is None))
+
+
+def _call_layer(layer, node, run: _Run, args, kwargs, mask):
+    path = run.paths.get(id(layer))
+    w = {}
+    if path is not None:
+        if any(x.trainable for x in layer._weights):
+            w.update(_get_in(run.params, path, "params"))
+        if any(not x.trainable for x in layer._weights):
+            w.update(_get_in(run.state, path, "state"))
+    compute = jnp.dtype(layer.compute_dtype)
+    if w and compute != jnp.dtype(layer.dtype):
+        w = _cast_floats(w, compute)
+    args = _cast_floats(args, compute)
+    kwargs = dict(kwargs)
+    training = kwargs.pop("training", run.training)
+    rng = None
+    if layer.needs_rng() and training:
+        if run.rng is None:
+            raise ValueError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) needs randomness when "
+                "training=True: pass rng=jax.random.key(...) to apply()"
+            )
+        rng = jax.random.fold_in(run.rng, run.rng_count)
+        run.rng_count += 1
+    if "mask" in kwargs:
+        mask = kwargs.pop("mask")
+    outputs, updates = layer.forward(w, *args, training=training, rng=rng, mask=mask, **kwargs)
+    if updates:
+        state = dict(_get_in(run.state, path, "state"))
+        for name, value in updates.items():
+            spec = next(x for x in layer._weights if x.name == name)
+            state[name] = jnp.asarray(value).astype(spec.dtype)
+        _set_in(run.state, path, state)
+    if layer.activity_regularizer is not None:
+        for out in jax.tree_util.tree_leaves(outputs):
+            loss = layer.activity_regularizer(out)
+            if out.ndim > 0:
+                loss = loss / out.shape[0]
+            run.activity.append(loss)
+    out_mask = None
+    if mask is not None or type(layer).compute_mask is not _BASE_COMPUTE_MASK:
+        out_mask = layer.compute_mask(args[0] if args else None, mask)
+    return outputs, out_mask
+
+
+from ..layers.base import Layer as _Layer  # noqa: E402
+
+_BASE_COMPUTE_MASK = _Layer.compute_mask
+
+
+def _run_graph(model: Functional, run: _Run, values: list, masks: list) -> list:
+    env: dict[int, Any] = {}
+    for t, v, m in zip(model.inputs, values, masks):
+        env[id(t)] = (v, m)
+    for node in model._nodes_in_order:
+        layer = node.layer
+        args, kwargs = node.call_args(lambda t: env[id(t)][0])
+        mask_args, _ = node.call_args(lambda t: env[id(t)][1])
+        first_mask = mask_args[0] if mask_args else None
+        if first_mask is not None and _all_none(first_mask):
+            first_mask = None
+        if isinstance(layer, Functional):
+            names = layer.input_names
+            flat_in = layer._input_struct.unpack(args[0], names, "inputs")
+            if first_mask is None:
+                flat_masks = [None] * len(flat_in)
+            else:
+                flat_masks = layer._input_struct.unpack(first_mask, names, "inputs")
+            results = _run_graph(layer, run, flat_in, flat_masks)
+            # The node's output tensors follow jax's flattening of the packed structure
+            # (dict keys sorted), which can differ from the model's own output order.
+            out_values = jax.tree_util.tree_leaves(
+                layer._output_struct.pack([v for v, _ in results]))
+            out_masks = jax.tree_util.tree_leaves(
+                layer._output_struct.pack([m for _, m in results]),
+                is_leaf=lambda x: x is None)
+        else:
+            outputs, out_mask = _call_layer(layer, node, run, args, kwargs, first_mask)
+            out_values = jax.tree_util.tree_leaves(outputs)
+            if out_mask is None or _all_none(out_mask):
+                out_masks = [None] * len(out_values)
+            else:
+                flat_m = jax.tree_util.tree_leaves(out_mask, is_leaf=lambda x: x is None)
+                out_masks = flat_m if len(flat_m) == len(out_values) else [flat_m[0]] * len(
+                    out_values)
+        if len(out_values) != len(node.output_tensors):
+            raise ValueError(
+                f"Layer {layer.name!r} returned {len(out_values)} outputs, but its output "
+                f"spec has {len(node.output_tensors)}"
+            )
+        for t, v, m in zip(node.output_tensors, out_values, out_masks):
+            env[id(t)] = (v, m)
+    return [env[id(t)] for t in model.outputs]
+
+
+def _prepare_inputs(model: Functional, inputs) -> list:
+    flat = model._input_struct.unpack(inputs, model.input_names, "inputs")
+    out = []
+    for name, t, x in zip(model.input_names, model.inputs, flat):
+        if is_symbolic(x):
+            raise TypeError(
+                f"apply() got a symbolic tensor for input {name!r}; call the model "
+                "(model(x)) to build graphs, apply() to compute"
+            )
+        x = jnp.asarray(x)
+        if x.dtype != jnp.dtype(t.dtype) and t.dtype != "string":
+            x = x.astype(t.dtype)
+        if x.ndim != len(t.shape):
+            raise ValueError(
+                f"Input {name!r} of model {model.name!r} expects rank {len(t.shape)} "
+                f"(shape {t.shape}), got an array of shape {x.shape}"
+            )
+        for axis, (want, got) in enumerate(zip(t.shape, x.shape)):
+            if want is not None and want != got:
+                raise ValueError(
+                    f"Input {name!r} of model {model.name!r} expects shape {t.shape}, "
+                    f"got an array of shape {x.shape} (axis {axis})"
+                )
+        out.append(x)
+    return out
+
+
+def run_model(model: Functional, variables: dict, inputs, *, training=False, rng=None):
+    """`(outputs, new_state, extra_losses)`: apply plus the layers' added losses."""
+    _, paths = layout(model)
+    if not isinstance(variables, dict) or "params" not in variables:
+        raise ValueError("variables must be a dict {'params': ..., 'state': ...}, from init()")
+    run = _Run(variables["params"], _copy_nested(variables.get("state", {})), bool(training),
+               as_key(rng), paths)
+    values = _prepare_inputs(model, inputs)
+    with collecting_losses() as added:
+        results = _run_graph(model, run, values, [None] * len(values))
+    outputs = model._output_struct.pack([v for v, _ in results])
+    losses = list(added) + run.activity
+    extra = sum(losses[1:], losses[0]) if losses else jnp.zeros((), jnp.float32)
+    return outputs, run.state, extra
+
+
+def apply_model(model: Functional, variables: dict, inputs, training=False, rng=None):
+    outputs, state, _ = run_model(model, variables, inputs, training=training, rng=rng)
+    return outputs, state
+
+
+def regularization_loss(model: Functional, params: dict, state: dict | None = None):
+    """Sum of every layer's weight regularizers (once per layer, however often called)."""
+    entries, _ = layout(model)
+    total = jnp.zeros((), jnp.float32)
+    for layer, path in entries:
+        if not any(w.regularizer is not None for w in layer._weights):
+            continue
+        w = {}
+        if any(x.trainable for x in layer._weights):
+            w.update(_get_in(params, path, "params"))
+        if state is not None and any(not x.trainable for x in layer._weights):
+            w.update(_get_in(state, path, "state"))
+        total = total + layer.regularization_loss(w)
+    return total
+
+
+def constraints(model: Functional) -> list[tuple[Path, str, Any]]:
+    """[(path, weight name, constraint)] to project params after each update."""
+    entries, _ = layout(model)
+    return [(path, w.name, w.constraint) for layer, path in entries for w in layer._weights
+            if w.constraint is not None and w.trainable]
+
+
+def trainable_mask(model: Functional, params: dict) -> dict:
+    """A pytree of bools over `params`: False where the owning layer is frozen."""
+    entries, _ = layout(model)
+    frozen = set()
+    # A layer is frozen if it or any model enclosing it (on its path) is not trainable.
+    for layer, path in entries:
+        if not layer.trainable:
+            frozen.add(path)
+    mask: dict = {}
+    for layer, path in entries:
+        if any(w.trainable for w in layer._weights):
+            _set_in(mask, path, {w.name: path not in frozen for w in layer._weights
+                                 if w.trainable})
+    return jax.tree_util.tree_map(lambda _, m: m, params, mask)

@@ -1,0 +1,263 @@
+"""From whatever the user passed to fit/evaluate/predict to checked, staged arrays.
+
+Everything here runs on the host before any compilation, so mistakes (wrong number
+of inputs, unknown names, mismatched sample counts, wrong dtypes or shapes) are
+reported in the user's terms instead of as a tracing error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+
+def is_array_like(x) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def is_batch_stream(x) -> bool:
+    """A generator / iterator / iterable of batches rather than arrays."""
+    if x is None or is_array_like(x) or isinstance(x, (dict, list, tuple, str, bytes)):
+        return False
+    return isinstance(x, (Iterator, Iterable))
+
+
+def flatten_x(model, x) -> list[np.ndarray]:
+    if x is None:
+        raise ValueError(f"Model {model.name!r} needs input data x, got None")
+    names = model.input_names
+    flat = model._input_struct.unpack(x, names, "inputs")
+    out = []
+    for name, t, a in zip(names, model.inputs, flat):
+        if a is None:
+            raise ValueError(f"Input {name!r} is None")
+        a = np.asarray(a)
+        want = np.dtype(t.dtype) if t.dtype != "string" else a.dtype
+        if a.dtype != want:
+            if np.issubdtype(want, np.integer) and np.issubdtype(a.dtype, np.floating):
+                if a.size and not np.all(np.isfinite(a) & (a == np.round(a))):
+                    raise ValueError(
+                        f"Input {name!r} is declared {t.dtype} (integer indices, e.g. for an "
+                        f"Embedding), but the data given is {a.dtype} with non-integer values"
+                    )
+            a = a.astype(want)
+        _check_shape(f"Input {name!r}", t.shape, a.shape)
+        out.append(a)
+    return out
+
+
+def _check_shape(what, expected, got):
+    if len(expected) != len(got) and not (len(expected) == len(got) + 1 and expected[-1] == 1):
+        raise ValueError(
+            f"{what} expects arrays of shape {expected}, but the data has shape {tuple(got)}"
+        )
+    if len(expected) == len(got):
+        for axis in range(1, len(got)):
+            if expected[axis] is not None and expected[axis] != got[axis]:
+                raise ValueError(
+                    f"{what} expects arrays of shape {expected}, but the data has shape "
+                    f"{tuple(got)} (axis {axis} differs)"
+                )
+
+
+def flatten_y(model, y, loss_outputs: list[bool]) -> list[np.ndarray | None]:
+    """Targets in output order (None for outputs without a loss)."""
+    names = model.output_names
+    n = len(names)
+    if isinstance(y, dict):
+        unknown = [k for k in y if k not in names]
+        if unknown:
+            raise ValueError(
+                f"Unknown target name(s) {unknown}: the model's outputs are {names}"
+            )
+        flat = [y.get(k) for k in names]
+    elif isinstance(y, (list, tuple)) and n > 1:
+        if len(y) != n:
+            raise ValueError(
+                f"The model has {n} outputs ({names}), but {len(y)} target arrays were given"
+            )
+        flat = list(y)
+    else:
+        if n > 1:
+            raise ValueError(
+                f"The model has {n} outputs ({names}); give targets as a list or a dict "
+                "keyed by output name"
+            )
+        flat = [y]
+    out = []
+    for name, a, has_loss in zip(names, flat, loss_outputs):
+        if a is None:
+            if has_loss:
+                raise ValueError(f"Output {name!r} has a loss but no target was given")
+            out.append(None)
+            continue
+        a = np.asarray(a)
+        if a.dtype == np.float64:
+            a = a.astype(np.float32)
+        elif a.dtype == np.int64:
+            a = a.astype(np.int32)
+        elif a.dtype == np.bool_:
+            a = a.astype(np.float32)
+        out.append(a)
+    return out
+
+
+def sample_count(named_arrays: list[tuple[str, np.ndarray]]) -> int:
+    counts = {name: int(a.shape[0]) for name, a in named_arrays if a is not None}
+    if not counts:
+        raise ValueError("No data arrays were given")
+    if len(set(counts.values())) > 1:
+        detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        raise ValueError(f"Data cardinality is ambiguous: arrays have different sample counts "
+                         f"({detail}). Make sure all arrays contain the same number of samples.")
+    return next(iter(counts.values()))
+
+
+def sample_weights(model, sample_weight, class_weight, ys, n) -> list[np.ndarray]:
+    """One (n,) weight vector per output, combining sample_weight and class_weight."""
+    names = model.output_names
+    if sample_weight is None:
+        per = [np.ones((n,), np.float32) for _ in names]
+    elif isinstance(sample_weight, dict):
+        unknown = [k for k in sample_weight if k not in names]
+        if unknown:
+            raise ValueError(f"sample_weight has unknown output name(s) {unknown}; "
+                             f"outputs are {names}")
+        per = [np.asarray(sample_weight.get(k, np.ones(n)), np.float32) for k in names]
+    elif isinstance(sample_weight, (list, tuple)) and len(names) > 1:
+        if len(sample_weight) != len(names):
+            raise ValueError(f"sample_weight has {len(sample_weight)} entries but the model has "
+                             f"{len(names)} outputs ({names})")
+        per = [np.asarray(w, np.float32) for w in sample_weight]
+    else:
+        w = np.asarray(sample_weight, np.float32)
+        per = [w for _ in names]
+    for name, w in zip(names, per):
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight for output {name!r} must have shape ({n},), "
+                             f"got {w.shape}")
+    if class_weight:
+        if len(names) > 1 and not isinstance(class_weight, dict):
+            raise ValueError("class_weight must be a dict {class: weight}")
+        if isinstance(class_weight, dict) and set(class_weight) <= set(names) and class_weight:
+            cws = [class_weight.get(k) for k in names]
+        else:
+            cws = [class_weight] + [None] * (len(names) - 1)
+        for i, cw in enumerate(cws):
+            if not cw or ys[i] is None:
+                continue
+            labels = ys[i]
+            if labels.ndim > 1 and labels.shape[-1] > 1:
+                labels = labels.argmax(-1)
+            labels = labels.reshape(labels.shape[0], -1)[:, 0].astype(np.int64)
+            table = np.ones(int(max(max(cw), labels.max(initial=0))) + 1, np.float32)
+            for cls, weight in cw.items():
+                table[int(cls)] = weight
+            per[i] = per[i] * table[labels]
+    return per
+
+
+def split_validation(arrays: list, fraction: float):
+    """Keras's validation_split: the last `fraction` of the samples, before shuffling."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1), got {fraction}")
+    n = next(a.shape[0] for a in arrays if a is not None)
+    cut = int(n * (1.0 - fraction))
+    if cut == 0 or cut == n:
+        raise ValueError(f"validation_split={fraction} leaves no data on one side ({n} samples)")
+    train = [None if a is None else a[:cut] for a in arrays]
+    val = [None if a is None else a[cut:] for a in arrays]
+    return train, val
+
+
+@dataclass
+class Staged:
+    """Arrays on the device plus the sample count; batches are gathered from them."""
+
+    xs: list
+    ys: list
+    sws: list
+    n: int
+
+    @classmethod
+    def put(cls, xs, ys, sws, sharding=None):
+        def put(a):
+            if a is None:
+                return None
+            return jax.device_put(a) if sharding is None else jax.device_put(a, sharding)
+
+        n = xs[0].shape[0] if xs else ys[0].shape[0]
+        return cls([put(a) for a in xs], [put(a) for a in ys], [put(a) for a in sws], n)
+
+
+def epoch_indices(n: int, batch_size: int, shuffle: bool, seed: int, epoch: int):
+    """(steps, batch) sample indices and a validity mask; the last batch is padded by
+    wrapping around (with weight 0), so every step has the same shape."""
+    steps = max(1, math.ceil(n / batch_size))
+    if shuffle:
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+    else:
+        order = np.arange(n)
+    total = steps * batch_size
+    idx = np.resize(order, total).astype(np.int32)
+    valid = (np.arange(total) < n).astype(np.float32)
+    return idx.reshape(steps, batch_size), valid.reshape(steps, batch_size)
+
+
+def device_epoch_indices(seed, epoch, *, n: int, batch_size: int, steps: int, k: int,
+                         shuffle: bool):
+    """The epoch's sample order, built on the device (no host work, no transfer).
+
+    Returns idx (chunks, k, batch), valid (chunks, k, batch) and active (chunks, k):
+    the last batch wraps around with weight 0 and, when k does not divide the epoch,
+    trailing steps are inactive, so every dispatch has the same shapes.
+    """
+    import jax.numpy as jnp
+
+    total = steps * batch_size
+    if shuffle:
+        key = jax.random.fold_in(jax.random.key(seed), epoch)
+        order = jax.random.permutation(key, n)
+    else:
+        order = jnp.arange(n)
+    order = jnp.tile(order, math.ceil(total / n))[:total].astype(jnp.int32)
+    valid = (jnp.arange(total) < n).astype(jnp.float32)
+    chunks = math.ceil(steps / k)
+    pad = (chunks * k - steps) * batch_size
+    idx = jnp.concatenate([order, jnp.zeros((pad,), jnp.int32)])
+    valid = jnp.concatenate([valid, jnp.zeros((pad,), jnp.float32)])
+    active = jnp.arange(chunks * k) < steps
+    return (idx.reshape(chunks, k, batch_size), valid.reshape(chunks, k, batch_size),
+            active.reshape(chunks, k))
+
+
+def pad_batch(arrays: list, size: int):
+    """Pad a short batch to `size` rows (repeating rows) and return the validity mask."""
+    n = next(a.shape[0] for a in arrays if a is not None)
+    valid = np.zeros((size,), np.float32)
+    valid[:n] = 1.0
+    if n == size:
+        return arrays, valid
+    if n > size:
+        raise ValueError(f"A batch of {n} samples is larger than the first batch ({size}); "
+                         "batches from a generator must not grow")
+    idx = np.resize(np.arange(n), size)
+    return [None if a is None else a[idx] for a in arrays], valid
+
+
+def unpack_batch(batch):
+    """(x, y, sample_weight) from a generator's item."""
+    if isinstance(batch, tuple):
+        if len(batch) == 2:
+            return batch[0], batch[1], None
+        if len(batch) == 3:
+            return batch
+        if len(batch) == 1:
+            return batch[0], None, None
+    if isinstance(batch, list) and len(batch) in (2, 3):
+        return (*batch, None)[:3]
+    return batch, None, None

@@ -1,0 +1,382 @@
+"""The epoch loop of fit, and evaluate / predict, around the compiled programs."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import random as jg_random
+from ..callbacks.base import CallbackList, Logs
+from . import data as data_mod
+from . import optimizers as optimizers_mod
+from .step import merge_params
+
+_DEFAULT_BATCH = 32
+
+
+def _wants(cbl: CallbackList, hooks) -> list:
+    """Callbacks that really listen to `hooks` (a quiet progress bar does not)."""
+    out = []
+    for hook in hooks:
+        for c in cbl.live[hook]:
+            quiet = hasattr(c, "wants_batches") and not c.wants_batches()
+            if not quiet and c not in out:
+                out.append(c)
+    return out
+
+
+def _silence_quiet_batch_hooks(cbl: CallbackList) -> None:
+    for hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
+                 "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end"):
+        cbl.live[hook] = [c for c in cbl.live[hook]
+                          if not (hasattr(c, "wants_batches") and not c.wants_batches())]
+
+
+def _resolve_verbose(verbose):
+    return 1 if verbose == "auto" else int(verbose)
+
+
+def _make_callbacks(model, trainer, callbacks, verbose, params, validation_data, add_history):
+    from ..callbacks import History, ProgbarLogger
+
+    cbs = list(callbacks or [])
+    history = None
+    if add_history:
+        history = next((c for c in cbs if isinstance(c, History)), None)
+        if history is None:
+            history = History()
+            cbs.append(history)
+    if verbose and not any(isinstance(c, ProgbarLogger) for c in cbs):
+        cbs.append(ProgbarLogger())
+    for c in cbs:
+        c.validation_data = validation_data
+    before = trainer.push_to_model if trainer is not None else None
+    after = trainer.pull_from_model if trainer is not None else None
+    cbl = CallbackList(cbs, model=model, params=params, before_hook=before, after_hook=after)
+    return cbl, history
+
+
+def _val_arrays(model, trainer, validation_data):
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        xv, yv = validation_data[0], validation_data[1]
+        swv = validation_data[2] if len(validation_data) == 3 else None
+        try:
+            return model._prepare(trainer, xv, yv, swv, None)
+        except ValueError as e:
+            raise ValueError(f"validation_data: {e}") from e
+    raise ValueError(
+        "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight), or "
+        "an iterable of batches"
+    )
+
+
+# ---------------------------------------------------------------------------- fit
+
+
+class _Split:
+    """The held-out part of `validation_split` (already flattened and checked)."""
+
+    def __init__(self, xv, yv, swv):
+        self.arrays = (xv, yv, swv)
+
+
+def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+            validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+            steps_per_epoch, validation_steps, validation_batch_size, validation_freq):
+    verbose = _resolve_verbose(verbose)
+    stream = data_mod.is_batch_stream(x)
+    val_stream = data_mod.is_batch_stream(validation_data)
+    if stream:
+        if y is not None:
+            raise ValueError("When x is a generator of batches, y must be None (the batches "
+                             "carry their targets)")
+        if validation_split:
+            raise ValueError("validation_split is not supported with a generator; pass "
+                             "validation_data")
+        steps = steps_per_epoch
+        train_arrays = None
+    else:
+        xs, ys, sws, n = model._prepare(trainer, x, y, sample_weight, class_weight)
+        if validation_data is None and validation_split:
+            (xs, xv), (ys, yv), (sws, swv) = (
+                data_mod.split_validation(xs, validation_split),
+                data_mod.split_validation(ys, validation_split),
+                data_mod.split_validation(sws, validation_split))
+            validation_data = _Split(xv, yv, swv)
+            n = xs[0].shape[0]
+        batch_size = batch_size or _DEFAULT_BATCH
+        steps = math.ceil(n / batch_size)
+        if steps_per_epoch is not None:
+            steps = min(steps, int(steps_per_epoch))
+        train_arrays = (xs, ys, sws, n)
+
+    val_arrays = None
+    if validation_data is not None and not val_stream:
+        if isinstance(validation_data, _Split):
+            xv, yv, swv = validation_data.arrays
+            val_arrays = (xv, yv, swv, xv[0].shape[0])
+        else:
+            val_arrays = _val_arrays(model, trainer, validation_data)
+    user_val = None
+    if val_arrays is not None:
+        xv, yv, swv, _ = val_arrays
+        user_val = (_pack(model.input_names, xv, model), _pack(model.output_names, yv, model),
+                    swv[0] if swv else None)
+    elif val_stream:
+        user_val = validation_data
+
+    params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+    cbl, history = _make_callbacks(model, trainer, callbacks, verbose, params, user_val, True)
+    _silence_quiet_batch_hooks(cbl)
+    begin_listeners = _wants(cbl, ["on_train_batch_begin"])
+    end_listeners = _wants(cbl, ["on_train_batch_end"])
+    listeners = begin_listeners + end_listeners
+    from ..callbacks import ProgbarLogger
+
+    progbar_only = bool(listeners) and all(isinstance(c, ProgbarLogger) for c in listeners)
+
+    trainer.ensure_state()
+    if getattr(trainer, "data_seed", None) is None:
+        trainer.data_seed = jg_random.next_seed()
+    model.stop_training = False
+    model._initial_epoch_override = None
+    cbl.call("on_train_begin", Logs())
+    start = model._initial_epoch_override
+    start = initial_epoch if start is None else int(start)
+    model._initial_epoch_override = None
+
+    staged = val_staged = None
+    if train_arrays is not None:
+        xs, ys, sws, n = train_arrays
+        staged = data_mod.Staged.put(xs, ys, sws)
+        k = trainer.choose_k(steps, bool(listeners), progbar_only)
+        train = trainer.train_fn(k, masked=steps % k != 0)
+        index_fn = trainer.index_fn(n=n, batch_size=batch_size, steps=steps, k=k,
+                                    shuffle=bool(shuffle))
+    if val_arrays is not None:
+        val_staged = data_mod.Staged.put(*val_arrays[:3])
+    val_batch = validation_batch_size or batch_size or _DEFAULT_BATCH
+
+    logs = Logs()
+    for epoch in range(start, epochs):
+        trainer.epoch = epoch
+        cbl.call("on_epoch_begin", epoch, Logs())
+        trainer.ts["metrics"] = trainer._init_metrics_fn()
+        if staged is not None:
+            idx_d, valid_d, active_d = index_fn(trainer.data_seed, epoch)
+            chunks = idx_d.shape[0]
+            data = (staged.xs, staged.ys, staged.sws)
+            for c in range(chunks):
+                first = c * k
+                if begin_listeners:
+                    cbl.call("on_train_batch_begin", first, Logs())
+                trainer.ts = train(trainer.ts, data, idx_d, valid_d, active_d, c)
+                if end_listeners:
+                    batch_logs = Logs(trainer._results_fn(trainer.ts["metrics"]))
+                    cbl.call("on_train_batch_end", min(first + k, steps) - 1, batch_logs)
+                if model.stop_training:
+                    break
+        else:
+            _fit_stream_epoch(model, trainer, cbl, x, steps, begin_listeners, end_listeners)
+        epoch_logs = dict(trainer._results_fn(trainer.ts["metrics"]))
+        if (val_staged is not None or val_stream) and (epoch + 1) % validation_freq == 0:
+            variables = trainer.steps.variables_of(trainer.ts)
+            if val_staged is not None:
+                val_logs = _evaluate_staged(model, trainer, cbl, val_staged, val_batch, variables)
+            else:
+                val_logs = _evaluate_stream(model, trainer, cbl, validation_data,
+                                            validation_steps, variables)
+            epoch_logs.update({f"val_{k_}": v for k_, v in val_logs.items()})
+        lr = optimizers_mod.get_learning_rate(trainer.ts["opt"])
+        if lr is not None:
+            epoch_logs["learning_rate"] = lr
+        logs = Logs(epoch_logs)
+        cbl.call("on_epoch_end", epoch, logs)
+        if model.stop_training:
+            break
+    cbl.call("on_train_end", logs)
+    trainer.push_to_model()
+    model.history = history
+    return history
+
+
+def _fit_stream_epoch(model, trainer, cbl, stream, steps, begin_listeners, end_listeners):
+    fn = trainer.stream_train_fn()
+    it = trainer.__dict__.get("_stream_iter")
+    if it is None or it[0] is not stream:
+        it = (stream, iter(stream))
+        trainer._stream_iter = it
+    size = trainer.__dict__.get("_stream_batch")
+    step = 0
+    while steps is None or step < steps:
+        try:
+            batch = next(it[1])
+        except StopIteration:
+            trainer._stream_iter = None
+            if steps is not None and step == 0:
+                raise ValueError("The training generator produced no batches") from None
+            if steps is not None:
+                it = (stream, iter(stream))
+                trainer._stream_iter = it
+                continue
+            break
+        bx, by, bsw = data_mod.unpack_batch(batch)
+        xs, ys, sws, n = model._prepare(trainer, bx, by, bsw, None)
+        if size is None:
+            size = trainer._stream_batch = n
+        arrays, valid = data_mod.pad_batch(list(xs) + list(ys) + list(sws), size)
+        nx, ny = len(xs), len(ys)
+        xs, ys, sws = arrays[:nx], arrays[nx:nx + ny], arrays[nx + ny:]
+        if begin_listeners:
+            cbl.call("on_train_batch_begin", step, Logs())
+        trainer.ts = fn(trainer.ts, xs, ys, sws, valid)
+        if end_listeners:
+            cbl.call("on_train_batch_end", step, Logs(trainer._results_fn(trainer.ts["metrics"])))
+        step += 1
+        if model.stop_training:
+            break
+
+
+def _pack(names, arrays, model):
+    if len(arrays) == 1:
+        return arrays[0]
+    return list(arrays)
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables):
+    listeners = _wants(cbl, ["on_test_batch_begin", "on_test_batch_end"])
+    steps = math.ceil(staged.n / batch_size)
+    k = 1 if listeners else (1 if trainer.choose_k(steps, False, False) == 1 else steps)
+    idx_d, valid_d, _ = trainer.index_fn(n=staged.n, batch_size=batch_size, steps=steps, k=k,
+                                         shuffle=False)(0, 0)
+    chunks = idx_d.shape[0]
+    fn = trainer.eval_fn()
+    ms = trainer._init_metrics_fn()
+    data = (staged.xs, staged.ys, staged.sws)
+    cbl.call("on_test_begin", Logs())
+    for c in range(chunks):
+        if listeners:
+            cbl.call("on_test_batch_begin", c, Logs())
+        ms = fn(ms, variables["params"], variables["state"], data, idx_d, valid_d, c)
+        if listeners:
+            cbl.call("on_test_batch_end", c, Logs(trainer._results_fn(ms)))
+    results = trainer._results_fn(ms)
+    cbl.call("on_test_end", Logs(results))
+    return dict(results)
+
+
+def _evaluate_stream(model, trainer, cbl, stream, steps, variables):
+    fn = trainer.stream_eval_fn()
+    ms = trainer._init_metrics_fn()
+    size = None
+    cbl.call("on_test_begin", Logs())
+    for step, batch in enumerate(stream):
+        if steps is not None and step >= steps:
+            break
+        bx, by, bsw = data_mod.unpack_batch(batch)
+        xs, ys, sws, n = model._prepare(trainer, bx, by, bsw, None)
+        size = size or n
+        arrays, valid = data_mod.pad_batch(list(xs) + list(ys) + list(sws), size)
+        nx, ny = len(xs), len(ys)
+        ms = fn(ms, variables["params"], variables["state"], arrays[:nx], arrays[nx:nx + ny],
+                arrays[nx + ny:], valid)
+    results = trainer._results_fn(ms)
+    cbl.call("on_test_end", Logs(results))
+    return dict(results)
+
+
+def run_evaluate(model, trainer, x, y, *, batch_size, verbose, sample_weight, steps, callbacks):
+    verbose = _resolve_verbose(verbose)
+    if trainer.ts is not None:
+        trainer.pull_from_model()
+        variables = trainer.steps.variables_of(trainer.ts)
+    else:
+        variables = model.variables
+    params = {"epochs": 1, "steps": steps, "verbose": verbose}
+    cbl, _ = _make_callbacks(model, trainer, callbacks, 0, params, None, False)
+    if data_mod.is_batch_stream(x):
+        results = _evaluate_stream(model, trainer, cbl, x, steps, variables)
+    else:
+        xs, ys, sws, n = model._prepare(trainer, x, y, sample_weight, None)
+        staged = data_mod.Staged.put(xs, ys, sws)
+        results = _evaluate_staged(model, trainer, cbl, staged, batch_size or _DEFAULT_BATCH,
+                                   variables)
+    out = {k: float(v) for k, v in jax.device_get(results).items()}
+    if verbose:
+        print(" - ".join(f"{k}: {v:.4f}" for k, v in out.items()))
+    return out
+
+
+# ---------------------------------------------------------------------------- predict
+
+
+def _predict_program(model):
+    cache = model.__dict__.get("_predict_program")
+    if cache is None:
+        from .step import Steps
+
+        steps = Steps(model, None, None)
+        cache = (jax.jit(steps.predict_chunk, static_argnums=4), steps)
+        model._predict_program = cache
+    return cache
+
+
+def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
+    trainer = model._trainer
+    if trainer is not None and trainer.ts is not None:
+        trainer.pull_from_model()
+        variables = trainer.steps.variables_of(trainer.ts)
+    else:
+        variables = model.variables
+    fn, _ = _predict_program(model)
+    params = {"epochs": 1, "steps": steps, "verbose": 0}
+    cbl, _ = _make_callbacks(model, trainer, callbacks, 0, params, None, False)
+    cbl.call("on_predict_begin", Logs())
+    if data_mod.is_batch_stream(x):
+        outs = []
+        for i, batch in enumerate(x):
+            if steps is not None and i >= steps:
+                break
+            bx, _, _ = data_mod.unpack_batch(batch)
+            xs = data_mod.flatten_x(model, bx)
+            outs.append(_predict_arrays(model, fn, variables, xs, xs[0].shape[0]))
+        flat = [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
+    else:
+        model._maybe_build_from_data(x)
+        xs = data_mod.flatten_x(model, x)
+        data_mod.sample_count([(f"x[{nm!r}]", a) for nm, a in zip(model.input_names, xs)])
+        flat = _predict_arrays(model, fn, variables, xs, batch_size or _DEFAULT_BATCH)
+    cbl.call("on_predict_end", Logs())
+    return model._output_struct.pack(flat)
+
+
+def _predict_arrays(model, fn, variables, xs, batch_size):
+    n = xs[0].shape[0]
+    batch_size = max(1, min(batch_size, n))
+    steps = math.ceil(n / batch_size)
+    total = steps * batch_size
+    padded = [np.concatenate([a, np.zeros((total - n,) + a.shape[1:], a.dtype)]) if total > n
+              else a for a in xs]
+    staged = [jax.device_put(a) for a in padded]
+    params, mstate = variables["params"], variables["state"]
+    outs = [fn(params, mstate, staged, jnp.int32(i * batch_size), batch_size)
+            for i in range(steps)]
+    outs = jax.device_get(outs)
+    flat_outs = []
+    for o in outs:
+        if isinstance(o, dict):
+            flat_outs.append([o[k] for k in model.output_names])
+        elif isinstance(o, (list, tuple)):
+            flat_outs.append(list(o))
+        else:
+            flat_outs.append([o])
+    return [np.concatenate([o[j] for o in flat_outs])[:n] for j in range(len(flat_outs[0]))]
+
+
+__all__ = ["run_fit", "run_evaluate", "run_predict", "merge_params"]

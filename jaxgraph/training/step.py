@@ -1,0 +1,242 @@
+"""The pure train / eval / predict steps, built once per `compile` from `model.apply`.
+
+The training state is one pytree (trainable and frozen params, model state such as
+BatchNorm statistics, optimizer state with its hyperparameters as arrays, step,
+PRNG key, loss weights, and metric accumulators). Frozen parameters are kept out
+of the differentiated and optimized subtree, so they get no gradient, no update
+and no optimizer state.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import traverse_util
+
+from ..lowering import constraints as model_constraints
+from ..lowering import regularization_loss, run_model, trainable_mask
+from .objective import Objective
+
+
+def split_params(params: dict, mask: dict) -> tuple[dict, dict]:
+    flat = traverse_util.flatten_dict(params)
+    flat_mask = traverse_util.flatten_dict(mask)
+    train = {k: v for k, v in flat.items() if flat_mask[k]}
+    frozen = {k: v for k, v in flat.items() if not flat_mask[k]}
+    return traverse_util.unflatten_dict(train), traverse_util.unflatten_dict(frozen)
+
+
+def merge_params(train: dict, frozen: dict) -> dict:
+    flat = traverse_util.flatten_dict(train)
+    flat.update(traverse_util.flatten_dict(frozen))
+    return traverse_util.unflatten_dict(flat)
+
+
+def _reduce_per_sample(loss):
+    """Mean over everything but the batch axis (Keras reduces sequence losses so)."""
+    loss = jnp.asarray(loss, jnp.float32)
+    if loss.ndim == 0:
+        raise ValueError("A loss function must return one value per sample, got a scalar")
+    return loss.reshape(loss.shape[0], -1).mean(axis=1)
+
+
+class Steps:
+    """Pure functions over the training state for one model + objective + optimizer."""
+
+    def __init__(self, model, objective: Objective, tx: optax.GradientTransformation):
+        self.model = model
+        self.objective = objective
+        self.tx = tx
+        self.trace_counts: collections.Counter = collections.Counter()
+        self._constraints = model_constraints(model)
+        self._mask_cache = None
+
+    # ------------------------------------------------------------------ state
+
+    def mask(self, params):
+        if self._mask_cache is None:
+            self._mask_cache = trainable_mask(self.model, params)
+        return self._mask_cache
+
+    def init_state(self, variables: dict, rng) -> dict:
+        train, frozen = split_params(variables["params"], self.mask(variables["params"]))
+        return {
+            "train": train,
+            "frozen": frozen,
+            "mstate": variables.get("state", {}),
+            "opt": self.tx.init(train),
+            "step": jnp.zeros((), jnp.int32),
+            "rng": rng,
+            "loss_weights": jnp.asarray(self.objective.loss_weights, jnp.float32),
+            "metrics": self.init_metrics(),
+        }
+
+    def variables_of(self, ts: dict) -> dict:
+        return {"params": merge_params(ts["train"], ts["frozen"]), "state": ts["mstate"]}
+
+    def init_metrics(self) -> dict:
+        out = {"loss": (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))}
+        if self.objective.multi:
+            for i, fn in enumerate(self.objective.loss_fns):
+                if fn is not None:
+                    out[self.objective.loss_log_name(i)] = (
+                        jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+        for _, metric, name, _ in self.objective.metrics:
+            out[name] = metric.init()
+        return out
+
+    def results(self, metric_state: dict) -> dict:
+        out = {}
+        for name, value in metric_state.items():
+            if name == "loss" or name.endswith("_loss") and isinstance(value, tuple):
+                total, count = value
+                out[name] = total / jnp.maximum(count, 1.0)
+        for _, metric, name, _ in self.objective.metrics:
+            out[name] = metric.result(metric_state[name])
+        return out
+
+    # ------------------------------------------------------------------ forward + losses
+
+    def losses(self, params, mstate, x, y, sw, valid, rng, training, loss_weights):
+        outputs, new_state, extra = run_model(
+            self.model, {"params": params, "state": mstate}, x, training=training, rng=rng)
+        flat_out = self.model._output_struct.unpack(outputs, self.model.output_names, "outputs") \
+            if isinstance(outputs, (dict, list)) else [outputs]
+        n_valid = jnp.maximum(valid.sum(), 1.0)
+        per_output = []
+        total = jnp.zeros((), jnp.float32)
+        for i, fn in enumerate(self.objective.loss_fns):
+            if fn is None:
+                per_output.append(None)
+                continue
+            pred = flat_out[i]
+            if jnp.issubdtype(pred.dtype, jnp.floating):
+                pred = pred.astype(jnp.float32)
+            per_sample = _reduce_per_sample(fn(y[i], pred))
+            value = jnp.sum(per_sample * sw[i] * valid) / n_valid
+            per_output.append(value)
+            total = total + loss_weights[i] * value
+        if training:
+            total = total + regularization_loss(self.model, params, mstate)
+            total = total + extra
+        return total, per_output, flat_out, new_state
+
+    def update_metrics(self, ms, total, per_output, y, flat_out, sw, valid):
+        ms = dict(ms)
+        n_valid = valid.sum()
+        t, c = ms["loss"]
+        ms["loss"] = (t + total * n_valid, c + n_valid)
+        if self.objective.multi:
+            for i, value in enumerate(per_output):
+                if value is not None:
+                    name = self.objective.loss_log_name(i)
+                    t, c = ms[name]
+                    ms[name] = (t + value * n_valid, c + n_valid)
+        for i, metric, name, weighted in self.objective.metrics:
+            if y[i] is None:
+                continue
+            weight = sw[i] * valid if weighted else valid
+            pred = flat_out[i]
+            if jnp.issubdtype(pred.dtype, jnp.floating):
+                pred = pred.astype(jnp.float32)
+            ms[name] = metric.update(ms[name], y[i], pred, weight)
+        return ms
+
+    # ------------------------------------------------------------------ steps
+
+    def train_step(self, ts: dict, x, y, sw, valid) -> dict:
+        """One optimizer step on one batch; `valid` masks padded rows."""
+        self.trace_counts["train_step"] += 1
+        rng = jax.random.fold_in(ts["rng"], ts["step"])
+
+        def objective(train):
+            params = merge_params(train, ts["frozen"])
+            total, per, flat_out, new_state = self.losses(
+                params, ts["mstate"], x, y, sw, valid, rng, True, ts["loss_weights"])
+            return total, (per, flat_out, new_state)
+
+        (total, (per, flat_out, new_state)), grads = jax.value_and_grad(
+            objective, has_aux=True)(ts["train"])
+        updates, opt = self.tx.update(grads, ts["opt"], ts["train"])
+        train = optax.apply_updates(ts["train"], updates)
+        train = self._constrain(train)
+        metrics = self.update_metrics(ts["metrics"], total, per, y, flat_out, sw, valid)
+        return {**ts, "train": train, "opt": opt, "mstate": new_state, "step": ts["step"] + 1,
+                "metrics": metrics}
+
+    def _constrain(self, train: dict) -> dict:
+        if not self._constraints:
+            return train
+        flat = traverse_util.flatten_dict(train)
+        for path, name, constraint in self._constraints:
+            key = path + (name,)
+            if key in flat:
+                flat[key] = constraint(flat[key])
+        return traverse_util.unflatten_dict(flat)
+
+    def eval_step(self, ms: dict, params, mstate, x, y, sw, valid) -> dict:
+        self.trace_counts["eval_step"] += 1
+        total, per, flat_out, _ = self.losses(
+            params, mstate, x, y, sw, valid, None, False,
+            jnp.asarray(self.objective.loss_weights))
+        return self.update_metrics(ms, total, per, y, flat_out, sw, valid)
+
+    def predict_step(self, params, mstate, x):
+        self.trace_counts["predict_step"] += 1
+        outputs, _, _ = run_model(self.model, {"params": params, "state": mstate}, x)
+        return outputs
+
+    # ------------------------------------------------------------------ gathered / multi-step
+
+    @staticmethod
+    def gather(data, idx):
+        xs, ys, sws = data
+        take = lambda a: None if a is None else jnp.take(a, idx, axis=0)  # noqa: E731
+        return [take(a) for a in xs], [take(a) for a in ys], [take(a) for a in sws]
+
+    def train_chunk(self, ts, data, idx_all, valid_all, active_all, c, masked=True):
+        """Chunk `c` of an epoch: `idx_all` is (chunks, k, batch); inactive steps (padding
+        when k does not divide the epoch) leave the state untouched."""
+        idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
+        valid = jax.lax.dynamic_index_in_dim(valid_all, c, keepdims=False)
+        active = jax.lax.dynamic_index_in_dim(active_all, c, keepdims=False)
+        if idx.shape[0] == 1:
+            x, y, sw = self.gather(data, idx[0])
+            return self.train_step(ts, x, y, sw, valid[0])
+
+        def body(ts, inp):
+            i, v, a = inp
+
+            def run(t):
+                x, y, sw = self.gather(data, i)
+                return self.train_step(t, x, y, sw, v)
+
+            if not masked:
+                return run(ts), None
+            return jax.lax.cond(a, run, lambda t: t, ts), None
+
+        ts, _ = jax.lax.scan(body, ts, (idx, valid, active))
+        return ts
+
+    def eval_chunk(self, ms, params, mstate, data, idx_all, valid_all, c):
+        idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
+        valid = jax.lax.dynamic_index_in_dim(valid_all, c, keepdims=False)
+        if idx.shape[0] == 1:
+            x, y, sw = self.gather(data, idx[0])
+            return self.eval_step(ms, params, mstate, x, y, sw, valid[0])
+
+        def body(ms, inp):
+            i, v = inp
+            x, y, sw = self.gather(data, i)
+            return self.eval_step(ms, params, mstate, x, y, sw, v), None
+
+        ms, _ = jax.lax.scan(body, ms, (idx, valid))
+        return ms
+
+    def predict_chunk(self, params, mstate, xs_all, start, batch_size: int):
+        """Outputs for rows [start, start + batch_size) of the padded, staged inputs."""
+        x = [jax.lax.dynamic_slice_in_dim(a, start, batch_size) for a in xs_all]
+        return self.predict_step(params, mstate, x)

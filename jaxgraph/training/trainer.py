@@ -1,0 +1,559 @@
+"""compile / fit / evaluate / predict: the loop around the pure steps.
+
+Python runs per dispatch, not per step: when no callback listens to batches, several
+steps (up to a whole epoch) run inside one compiled program; metrics accumulate on
+the device and are read once per epoch. Data is staged on the device once and each
+batch is gathered there by index; the last partial batch is padded with weight-0
+rows so every step has one shape and the step compiles once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import random as jg_random
+from ..layers.base import weights_version
+from . import data as data_mod
+from . import optimizers as optimizers_mod
+from .objective import build_objective
+from .step import Steps, split_params
+
+_CONV_HINTS = ("Conv", "Pooling")
+
+
+def enable_compilation_cache() -> None:
+    """Use JAX's persistent compilation cache unless the user configured one."""
+    if os.environ.get("JAXGRAPH_NO_COMPILATION_CACHE"):
+        return
+    with contextlib.suppress(Exception):
+        if jax.config.jax_compilation_cache_dir:
+            return
+        path = os.environ.get("JAXGRAPH_CACHE_DIR") or os.path.join(
+            os.path.expanduser("~"), ".cache", "jaxgraph", "xla")
+        os.makedirs(path, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _has_conv(model) -> bool:
+    from ..graph.functional import Functional
+
+    def walk(m):
+        for layer in m.layers:
+            if isinstance(layer, Functional):
+                if walk(layer):
+                    return True
+            elif any(h in type(layer).__name__ for h in _CONV_HINTS[:1]):
+                return True
+        return False
+
+    return walk(model)
+
+
+def auto_steps_per_execution(model, steps: int) -> int:
+    """Several steps per dispatch wins for small dense nets everywhere and for all nets
+    on accelerators; on CPU, XLA's convolutions lose their fast path inside a loop."""
+    if jax.default_backend() == "cpu" and _has_conv(model):
+        return 1
+    return max(1, steps)
+
+
+class OptimizerHandle:
+    """`model.optimizer`: Keras's optimizer object, backed by the live optimizer state.
+
+    Reading or assigning `learning_rate` (or `lr`) touches the array inside the
+    optimizer state, so a callback can change it between steps without a recompile.
+    """
+
+    def __init__(self, spec, trainer: Trainer):
+        object.__setattr__(self, "_spec", spec)
+        object.__setattr__(self, "_trainer", trainer)
+        object.__setattr__(self, "_pending_lr", None)
+
+    @property
+    def learning_rate(self) -> float | None:
+        ts = self._trainer.ts
+        if ts is not None:
+            lr = optimizers_mod.get_learning_rate(ts["opt"])
+            if lr is not None:
+                return float(np.asarray(lr))
+        if self._pending_lr is not None:
+            return self._pending_lr
+        lr = getattr(self._spec, "learning_rate", None)
+        return float(lr) if isinstance(lr, (int, float)) else None
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        value = float(np.asarray(value))
+        ts = self._trainer.ts
+        if ts is not None:
+            if optimizers_mod.get_learning_rate(ts["opt"]) is None:
+                raise ValueError(
+                    "This optimizer keeps no learning rate in its state (a raw optax "
+                    "transformation); use a jaxgraph.optimizers class to change it in training"
+                )
+            ts["opt"] = optimizers_mod.set_learning_rate(ts["opt"], value)
+        else:
+            object.__setattr__(self, "_pending_lr", value)
+
+    lr = learning_rate
+
+    @property
+    def iterations(self) -> int:
+        ts = self._trainer.ts
+        return 0 if ts is None else int(ts["step"])
+
+    def get_config(self):
+        return self._spec.get_config() if hasattr(self._spec, "get_config") else {}
+
+    def __getattr__(self, name):
+        return getattr(self._spec, name)
+
+    def __setattr__(self, name, value):
+        if name in ("learning_rate", "lr"):
+            type(self).learning_rate.fset(self, value)
+        else:
+            setattr(self._spec, name, value)
+
+    def __repr__(self):
+        return f"<OptimizerHandle {self._spec!r}>"
+
+
+class Trainer:
+    """Owns the training state and the compiled programs of one `compile()`."""
+
+    def __init__(self, model, objective, optimizer_spec, steps_per_execution="auto"):
+        self.model = model
+        self.objective = objective
+        self.optimizer_spec = optimizer_spec
+        self.tx = optimizers_mod.to_optax(optimizer_spec)
+        self.steps = Steps(model, objective, self.tx)
+        self.steps_per_execution = steps_per_execution
+        self.ts: dict | None = None
+        self.epoch = 0
+        self._synced_version = None
+        self._pending_opt_leaves = None
+        self._train_fns: dict[int, Any] = {}
+        self._eval_fns: dict[int, Any] = {}
+        self._index_fns: dict[tuple, Any] = {}
+        self.data_seed: int | None = None
+        self._stream_train = None
+        self._stream_eval = None
+        self._predict_fn = None
+        self._results_fn = jax.jit(self.steps.results)
+        self._init_metrics_fn = jax.jit(self.steps.init_metrics)
+
+    @property
+    def trace_counts(self):
+        return self.steps.trace_counts
+
+    # ------------------------------------------------------------------ state sync
+
+    def ensure_state(self) -> dict:
+        if self.ts is None:
+            rng = jg_random.next_key()
+            self.ts = self.steps.init_state(self.model.variables, rng)
+            if self.optimizer.__dict__.get("_pending_lr") is not None:
+                self.optimizer.learning_rate = self.optimizer._pending_lr
+            if self._pending_opt_leaves is not None:
+                self._restore_opt(self._pending_opt_leaves)
+                self._pending_opt_leaves = None
+            self._synced_version = None
+        self.pull_from_model()
+        return self.ts
+
+    @property
+    def optimizer(self) -> OptimizerHandle:
+        return self.model.optimizer
+
+    def pull_from_model(self) -> None:
+        """Pick up weights the user or a callback changed through the model."""
+        if self.ts is None or self._synced_version == weights_version():
+            return
+        variables = self.model.variables
+        train, frozen = split_params(variables["params"], self.steps.mask(variables["params"]))
+        self.ts = {**self.ts, "train": train, "frozen": frozen, "mstate": variables["state"]}
+        self._synced_version = weights_version()
+
+    def push_to_model(self) -> None:
+        """Publish the live variables to the model (and every model sharing its layers)."""
+        if self.ts is None:
+            return
+        self.model.variables = self.steps.variables_of(self.ts)
+        self._synced_version = weights_version()
+
+    def get_state(self) -> dict:
+        """The whole training state as a pytree (for checkpoints)."""
+        self.ensure_state()
+        ts = self.ts
+        return {"train": ts["train"], "frozen": ts["frozen"], "mstate": ts["mstate"],
+                "opt": ts["opt"], "step": ts["step"],
+                "rng": jax.random.key_data(ts["rng"]), "loss_weights": ts["loss_weights"]}
+
+    def set_state(self, state: dict) -> None:
+        self.ensure_state()
+        restored = dict(state)
+        restored["rng"] = jax.random.wrap_key_data(jnp.asarray(state["rng"]))
+        ref = self.get_state()
+        ref_struct = jax.tree_util.tree_structure(ref)
+        new_struct = jax.tree_util.tree_structure({**restored, "rng": state["rng"]})
+        if ref_struct != new_struct:
+            raise ValueError("Checkpointed training state does not match this model/optimizer")
+        restored = jax.tree_util.tree_map(
+            lambda r, v: jnp.asarray(v, dtype=r.dtype) if hasattr(r, "dtype") else v,
+            {**ref, "rng": ref["rng"]}, {**restored, "rng": state["rng"]})
+        restored["rng"] = jax.random.wrap_key_data(jnp.asarray(state["rng"]))
+        self.ts = {**self.ts, **restored}
+        self.push_to_model()
+
+    def optimizer_leaves(self) -> list[np.ndarray] | None:
+        if self.ts is None:
+            return None
+        return [np.asarray(x) for x in jax.tree_util.tree_leaves(self.ts["opt"])]
+
+    def set_optimizer_leaves(self, leaves) -> None:
+        if self.ts is None:
+            self._pending_opt_leaves = list(leaves)
+        else:
+            self._restore_opt(list(leaves))
+
+    def _restore_opt(self, leaves) -> None:
+        ref, treedef = jax.tree_util.tree_flatten(self.ts["opt"])
+        if len(ref) != len(leaves):
+            raise ValueError(
+                f"Saved optimizer state has {len(leaves)} arrays; this model's optimizer has "
+                f"{len(ref)} (different optimizer or trainable layers?)"
+            )
+        for i, (r, v) in enumerate(zip(ref, leaves)):
+            if tuple(np.shape(v)) != tuple(r.shape):
+                raise ValueError(f"Saved optimizer array {i} has shape {np.shape(v)}, "
+                                 f"expected {r.shape}")
+        self.ts["opt"] = jax.tree_util.tree_unflatten(
+            treedef, [jnp.asarray(v, dtype=r.dtype) for r, v in zip(ref, leaves)])
+
+    # ------------------------------------------------------------------ compiled programs
+
+    def train_fn(self, k: int, masked: bool = True):
+        """The program running k steps per dispatch (`masked`: some may be inactive)."""
+        if (k, masked) not in self._train_fns:
+            self._train_fns[(k, masked)] = jax.jit(
+                functools.partial(self.steps.train_chunk, masked=masked), donate_argnums=0)
+        return self._train_fns[(k, masked)]
+
+    def index_fn(self, **static):
+        """Jitted device-side epoch ordering for these static sizes (cached)."""
+        key = tuple(sorted(static.items()))
+        if key not in self._index_fns:
+            self._index_fns[key] = jax.jit(
+                functools.partial(data_mod.device_epoch_indices, **static))
+        return self._index_fns[key]
+
+    def eval_fn(self):
+        if not self._eval_fns:
+            self._eval_fns[0] = jax.jit(self.steps.eval_chunk)
+        return self._eval_fns[0]
+
+    def stream_train_fn(self):
+        if self._stream_train is None:
+            self._stream_train = jax.jit(self.steps.train_step, donate_argnums=0)
+        return self._stream_train
+
+    def stream_eval_fn(self):
+        if self._stream_eval is None:
+            self._stream_eval = jax.jit(self.steps.eval_step)
+        return self._stream_eval
+
+    def predict_fn(self):
+        if self._predict_fn is None:
+            self._predict_fn = jax.jit(self.steps.predict_step)
+        return self._predict_fn
+
+    def choose_k(self, steps: int, batch_listeners: bool, progbar_only: bool) -> int:
+        spe = self.steps_per_execution
+        if spe in (None, "auto"):
+            k = auto_steps_per_execution(self.model, steps)
+            if batch_listeners and not progbar_only:
+                k = 1
+            elif progbar_only:
+                k = max(1, min(k, math.ceil(steps / 20)))
+        else:
+            k = max(1, min(int(spe), steps))
+            if batch_listeners and not progbar_only:
+                k = 1
+        return k
+
+
+# ---------------------------------------------------------------------------- the mixin
+
+
+class TrainingMixin:
+    """Keras's training methods for `Model` and `Sequential`."""
+
+    stop_training = False
+    history = None
+    optimizer = None
+    _trainer: Trainer | None = None
+    _compile_config = None
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution="auto",
+                jit_compile=True, auto_scale_loss=True, **kwargs):
+        """Resolve optimizer, per-output losses and metrics; nothing is traced yet."""
+        if kwargs:
+            raise TypeError(f"compile() got unexpected keyword argument(s) {sorted(kwargs)}")
+        self._require_graph()
+        spec = optimizers_mod.get(optimizer)
+        objective = build_objective(self, loss, loss_weights, metrics, weighted_metrics)
+        old = self._trainer
+        self._trainer = Trainer(self, objective, spec, steps_per_execution)
+        if old is not None and old.ts is not None:
+            old.push_to_model()
+        self.optimizer = OptimizerHandle(spec, self._trainer)
+        self._compile_config = _compile_config(optimizer, spec, loss, loss_weights, metrics,
+                                               weighted_metrics, steps_per_execution)
+        self.compiled_loss = objective
+        enable_compilation_cache()
+
+    def _require_compiled(self, what: str) -> Trainer:
+        if self._trainer is None:
+            raise RuntimeError(f"You must call compile() before {what}() on model {self.name!r}")
+        return self._trainer
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return [] if self._trainer is None else self._trainer.objective.log_names()
+
+    @property
+    def loss_weights(self):
+        trainer = self._require_compiled("loss_weights")
+        lw = trainer.objective.loss_weights if trainer.ts is None else trainer.ts["loss_weights"]
+        return [float(v) for v in np.asarray(lw)]
+
+    @loss_weights.setter
+    def loss_weights(self, value) -> None:
+        """Change the loss weights between steps (an array in the state: no recompile)."""
+        trainer = self._require_compiled("loss_weights")
+        from .objective import _per_output
+
+        weights = _per_output(value, self.output_names, "loss_weights", allow_missing=False)
+        arr = jnp.asarray([float(w) for w in weights], jnp.float32)
+        trainer.objective.loss_weights = np.asarray(arr)
+        if trainer.ts is not None:
+            trainer.ts["loss_weights"] = arr
+
+    def get_optimizer_state(self):
+        return None if self._trainer is None else self._trainer.optimizer_leaves()
+
+    def set_optimizer_state(self, leaves) -> None:
+        self._require_compiled("set_optimizer_state").set_optimizer_leaves(leaves)
+
+    # ------------------------------------------------------------------ data
+
+    def _loss_outputs(self, trainer) -> list[bool]:
+        return [fn is not None for fn in trainer.objective.loss_fns]
+
+    def _prepare(self, trainer, x, y, sample_weight, class_weight, with_targets=True):
+        self._maybe_build_from_data(x)
+        xs = data_mod.flatten_x(self, x)
+        if with_targets:
+            if y is None and any(self._loss_outputs(trainer)):
+                raise ValueError(f"Model {self.name!r} needs targets y to train/evaluate")
+            ys = data_mod.flatten_y(self, y, self._loss_outputs(trainer)) if y is not None else [
+                None] * len(self.output_names)
+        else:
+            ys = []
+        named = [(f"x[{n!r}]", a) for n, a in zip(self.input_names, xs)]
+        named += [(f"y[{n!r}]", a) for n, a in zip(self.output_names, ys) if a is not None]
+        n = data_mod.sample_count(named)
+        if with_targets:
+            self._validate_targets(trainer, ys)
+            sws = data_mod.sample_weights(self, sample_weight, class_weight, ys, n)
+        else:
+            sws = []
+        return xs, ys, sws, n
+
+    def _validate_targets(self, trainer, ys) -> None:
+        from . import losses as losses_mod
+
+        for i, (name, fn, y) in enumerate(zip(self.output_names, trainer.objective.loss_fns, ys)):
+            if fn is None or y is None:
+                continue
+            losses_mod.validate(fn, tuple(y.shape), self.outputs[i].shape, name,
+                                y_true_dtype=y.dtype)
+
+    def _maybe_build_from_data(self, x) -> None:
+        if getattr(self, "_input_struct", None) is None and hasattr(self, "_stack"):
+            sample = x[0] if isinstance(x, (list, tuple)) else x
+            arr = np.asarray(sample)
+            dtype = arr.dtype if np.issubdtype(arr.dtype, np.integer) else np.float32
+            self._maybe_build(jax.ShapeDtypeStruct((None,) + arr.shape[1:], dtype))
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1, **kwargs):
+        """Train for `epochs`; returns the `History`."""
+        from .loop import run_fit
+
+        if kwargs:
+            raise TypeError(f"fit() got unexpected keyword argument(s) {sorted(kwargs)}")
+        trainer = self._require_compiled("fit")
+        return run_fit(self, trainer, x=x, y=y, batch_size=batch_size, epochs=epochs,
+                       verbose=verbose, callbacks=callbacks, validation_split=validation_split,
+                       validation_data=validation_data, shuffle=shuffle,
+                       class_weight=class_weight, sample_weight=sample_weight,
+                       initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                       validation_steps=validation_steps,
+                       validation_batch_size=validation_batch_size,
+                       validation_freq=validation_freq)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False, **kwargs):
+        from .loop import run_evaluate
+
+        if kwargs:
+            raise TypeError(f"evaluate() got unexpected keyword argument(s) {sorted(kwargs)}")
+        trainer = self._require_compiled("evaluate")
+        logs = run_evaluate(self, trainer, x, y, batch_size=batch_size, verbose=verbose,
+                            sample_weight=sample_weight, steps=steps, callbacks=callbacks)
+        if return_dict:
+            return logs
+        values = [logs[k] for k in trainer.objective.log_names() if k in logs]
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        from .loop import run_predict
+
+        return run_predict(self, x, batch_size=batch_size, verbose=verbose, steps=steps,
+                           callbacks=callbacks)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        trainer = self._require_compiled("train_on_batch")
+        xs, ys, sws, n = self._prepare(trainer, x, y, sample_weight, class_weight)
+        ts = trainer.ensure_state()
+        ts = {**ts, "metrics": trainer._init_metrics_fn()}
+        trainer.ts = trainer.stream_train_fn()(ts, xs, ys, sws, jnp.ones((n,), jnp.float32))
+        trainer.push_to_model()
+        logs = {k: float(v) for k, v in jax.device_get(
+            trainer._results_fn(trainer.ts["metrics"])).items()}
+        return logs if return_dict else _as_list(logs, trainer)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        trainer = self._require_compiled("test_on_batch")
+        xs, ys, sws, n = self._prepare(trainer, x, y, sample_weight, None)
+        trainer.pull_from_model() if trainer.ts is not None else None
+        v = self.variables
+        ms = trainer.stream_eval_fn()(trainer._init_metrics_fn(), v["params"], v["state"], xs,
+                                      ys, sws, jnp.ones((n,), jnp.float32))
+        logs = {k: float(v) for k, v in jax.device_get(trainer._results_fn(ms)).items()}
+        return logs if return_dict else _as_list(logs, trainer)
+
+    def predict_on_batch(self, x):
+        return self.predict(x, batch_size=None, verbose=0)
+
+    def make_train_step(self):
+        """A jitted pure `(variables, opt_state, batch, rng) -> (variables, opt_state, logs)`.
+
+        `batch` is `(x, y)` or `(x, y, sample_weight)` in the model's structures; the
+        returned function has `.init(variables) -> opt_state` for its optimizer state.
+        """
+        trainer = self._require_compiled("make_train_step")
+        steps = trainer.steps
+        model = self
+
+        def train_step(variables, opt_state, batch, rng):
+            x, y, sw = data_mod.unpack_batch(tuple(batch))
+            xs = model._input_struct.unpack(x, model.input_names, "inputs")
+            ys = _flat_targets(model, y)
+            n = jnp.shape(xs[0])[0]
+            sws = _flat_weights(model, sw, n)
+            ts = steps.init_state(variables, jg_random.as_key(rng))
+            ts["opt"] = opt_state
+            ts = steps.train_step(ts, xs, ys, sws, jnp.ones((n,), jnp.float32))
+            return steps.variables_of(ts), ts["opt"], steps.results(ts["metrics"])
+
+        def init(variables):
+            train, _ = split_params(variables["params"], steps.mask(variables["params"]))
+            return trainer.tx.init(train)
+
+        fn = jax.jit(train_step, donate_argnums=(0, 1))
+        fn.init = init
+        return fn
+
+
+def _flat_targets(model, y):
+    names = model.output_names
+    if isinstance(y, dict):
+        return [y.get(k) for k in names]
+    if isinstance(y, (list, tuple)) and len(names) > 1:
+        return list(y)
+    return [y]
+
+
+def _flat_weights(model, sw, n):
+    names = model.output_names
+    if sw is None:
+        return [jnp.ones((n,), jnp.float32) for _ in names]
+    if isinstance(sw, dict):
+        return [jnp.asarray(sw.get(k, jnp.ones((n,))), jnp.float32) for k in names]
+    if isinstance(sw, (list, tuple)) and len(names) > 1:
+        return [jnp.asarray(w, jnp.float32) for w in sw]
+    return [jnp.asarray(sw, jnp.float32) for _ in names]
+
+
+def _as_list(logs: dict, trainer: Trainer):
+    values = [logs[k] for k in trainer.objective.log_names() if k in logs]
+    return values[0] if len(values) == 1 else values
+
+
+def _compile_config(optimizer, spec, loss, loss_weights, metrics, weighted_metrics, spe):
+    """A JSON-able record of compile() so that saved models can be recompiled."""
+    from . import losses as losses_mod
+    from . import metrics as metrics_mod
+
+    def try_(fn, value):
+        try:
+            return fn(value)
+        except (TypeError, ValueError):
+            return None
+
+    def ser_loss(value):
+        if isinstance(value, dict):
+            return {k: try_(losses_mod.serialize, v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [try_(losses_mod.serialize, v) for v in value]
+        return None if value is None else try_(losses_mod.serialize, value)
+
+    def ser_metrics(value):
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            return {k: ser_metrics(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [ser_metrics(v) for v in value]
+        return value if isinstance(value, str) else try_(metrics_mod.serialize, value)
+
+    return {
+        "optimizer": try_(optimizers_mod.serialize, spec),
+        "loss": ser_loss(loss),
+        "loss_weights": loss_weights,
+        "metrics": ser_metrics(metrics),
+        "weighted_metrics": ser_metrics(weighted_metrics),
+        "steps_per_execution": spe,
+    }
+
+
+def is_interactive() -> bool:
+    return sys.stdout.isatty()
