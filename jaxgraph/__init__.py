@@ -1,9 +1,24 @@
-"""jaxgraph: the Keras functional API, lowered to pure JAX functions."""
+"""jaxgraph: the Keras functional API, lowered to pure JAX functions.
 
-from . import activations, constraints, initializers, layers, regularizers
+Build graphs with `Input`, layers and `Model`; every model is also a pure function:
+`variables = model.init(key)`, `outputs, state = model.apply(variables, x)`.
+"""
+
+import sys as _sys
+
+from . import activations, constraints, dtype_policy, initializers, layers, regularizers
 from .graph.input_layer import Input
 from .models import Model, Sequential
+from .training import losses, metrics, optimizers
 
+# `jaxgraph.losses` etc. are the training modules themselves, importable by Keras's names.
+for _name, _mod in (("losses", losses), ("metrics", metrics), ("optimizers", optimizers)):
+    _sys.modules[f"{__name__}.{_name}"] = _mod
+
+from . import callbacks, datasets, preprocessing, utils  # noqa: E402
+from . import models  # noqa: E402
+
+mixed_precision = dtype_policy
 __version__ = "0.1.0"
 
 __all__ = [
@@ -11,8 +26,17 @@ __all__ = [
     "Model",
     "Sequential",
     "activations",
+    "callbacks",
     "constraints",
+    "datasets",
     "initializers",
     "layers",
+    "losses",
+    "metrics",
+    "mixed_precision",
+    "models",
+    "optimizers",
+    "preprocessing",
     "regularizers",
+    "utils",
 ]

@@ -128,12 +128,28 @@ def test_unweighted_stream_matches_keras(keras, name, kind):
     np.testing.assert_allclose(np.asarray(ours), ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,kwargs,kind", [c for c in CASES if c[0] != "Accuracy"])
+PADDING_CASES = [
+    ("BinaryAccuracy", {}, "binary"),
+    ("SparseTopKCategoricalAccuracy", {"k": 2}, "sparse"),
+    ("RootMeanSquaredError", {}, "regression"),
+    ("CategoricalCrossentropy", {"from_logits": True}, "logits"),
+    ("CosineSimilarity", {}, "regression"),
+    ("AUC", {}, "binary"),
+    ("AUC", {"multi_label": True, "num_labels": C, "curve": "PR"}, "multilabel"),
+    ("AUC", {"thresholds": [0.1, 0.35, 0.5, 0.9]}, "binary"),
+    ("Precision", {"top_k": 2}, "multilabel"),
+    ("Recall", {"thresholds": [0.3, 0.6], "class_id": 1}, "multilabel"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,kind", PADDING_CASES)
 def test_zero_weight_rows_do_not_count(name, kwargs, kind):
     """Padding rows (weight 0, even holding NaN predictions) leave the result unchanged."""
     batches = _batches(kind, seed=1)
     metric = getattr(metrics, name)(**kwargs)
-    kept = [(t[w > 0], p[w > 0], w[w > 0]) for t, p, w in batches]
+    rows = [np.concatenate(x) for x in zip(*batches)]
+    keep = rows[2] > 0
+    kept = [(rows[0][keep], rows[1][keep], rows[2][keep])]
     padded = []
     for t, p, w in batches:
         p = p.copy()

@@ -3,10 +3,12 @@ shape is known (from `input_shape=`, an `Input`, `build()` or the first call).""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..layers.base import Layer
 from .functional import Functional, _auto_name
 from .input_layer import Input, InputLayer
-from .tensor import canonical_shape, is_symbolic
+from .tensor import SymbolicTensor, canonical_shape, is_symbolic
 
 
 class Sequential(Functional):
@@ -96,6 +98,16 @@ class Sequential(Functional):
             dtype = getattr(first_arg, "dtype", "float32")
             self._input_tensor = Input(shape=shape[1:], dtype=dtype)
             self._rebuild_if_possible()
+
+    def _eager_call(self, args, kwargs):
+        """`model(array)` on an unbuilt Sequential builds it from the array's shape first."""
+        if self._input_struct is None and args and hasattr(args[0], "shape"):
+            x = args[0]
+            dtype = np.dtype(getattr(x, "dtype", "float32"))
+            # Data arrays (often float64 numpy) feed the float32 default; ints stay ints.
+            dtype = dtype.name if np.issubdtype(dtype, np.integer) else "float32"
+            self._maybe_build(SymbolicTensor(tuple(x.shape), dtype))
+        return super()._eager_call(args, kwargs)
 
     def _require_graph(self):
         if self._input_struct is None:

@@ -587,7 +587,9 @@ _BY_NORM.update({_norm(k): v for k, v in _ALIASES.items()})
 
 
 def accepted_names():
-    builtin = {cls.__name__ for cls in _CLASSES} | set(_ALIASES) | set(_FUNCTIONS)
+    named = [cls for cls in _CLASSES if cls is not MeanMetricWrapper]
+    classes = {cls.__name__ for cls in named} | {cls._default_name for cls in named}
+    builtin = classes | set(_ALIASES) | set(_FUNCTIONS)
     return sorted(builtin | {"acc", "accuracy", "ce", "crossentropy"} | set(_CUSTOM))
 
 

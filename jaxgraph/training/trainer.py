@@ -44,6 +44,26 @@ def enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def _copy_tree(tree):
+    return jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree)
+
+
+def unique_buffers(tree):
+    """Copy leaves that alias an earlier leaf: a donated state may not hold one buffer
+    twice (optimizers often initialise several slots with the same zeros)."""
+    seen: set[int] = set()
+
+    def fix(x):
+        if not isinstance(x, jax.Array):
+            return x
+        if id(x) in seen:
+            return jnp.array(x, copy=True)
+        seen.add(id(x))
+        return x
+
+    return jax.tree_util.tree_map(fix, tree)
+
+
 def _has_conv(model) -> bool:
     from ..graph.functional import Functional
 
@@ -150,7 +170,7 @@ class Trainer:
         self._stream_eval = None
         self._predict_fn = None
         self._results_fn = jax.jit(self.steps.results)
-        self._init_metrics_fn = jax.jit(self.steps.init_metrics)
+        self._init_metrics_fn = lambda: unique_buffers(self.steps.init_metrics())
 
     @property
     def trace_counts(self):
@@ -161,7 +181,8 @@ class Trainer:
     def ensure_state(self) -> dict:
         if self.ts is None:
             rng = jg_random.next_key()
-            self.ts = self.steps.init_state(self.model.variables, rng)
+            variables = _copy_tree(self.model.variables)
+            self.ts = unique_buffers(self.steps.init_state(variables, rng))
             if self.optimizer.__dict__.get("_pending_lr") is not None:
                 self.optimizer.learning_rate = self.optimizer._pending_lr
             if self._pending_opt_leaves is not None:
@@ -179,7 +200,7 @@ class Trainer:
         """Pick up weights the user or a callback changed through the model."""
         if self.ts is None or self._synced_version == weights_version():
             return
-        variables = self.model.variables
+        variables = _copy_tree(self.model.variables)
         train, frozen = split_params(variables["params"], self.steps.mask(variables["params"]))
         self.ts = {**self.ts, "train": train, "frozen": frozen, "mstate": variables["state"]}
         self._synced_version = weights_version()
@@ -188,7 +209,8 @@ class Trainer:
         """Publish the live variables to the model (and every model sharing its layers)."""
         if self.ts is None:
             return
-        self.model.variables = self.steps.variables_of(self.ts)
+        # Copies: the state's own buffers are donated to (consumed by) the next step.
+        self.model.variables = _copy_tree(self.steps.variables_of(self.ts))
         self._synced_version = weights_version()
 
     def get_state(self) -> dict:

@@ -1,0 +1,279 @@
+"""Load weights saved by Keras into the equivalent jaxgraph model, matching layers by name.
+
+`load_weights` follows Keras and matches by position, which breaks as soon as the
+two models list their layers differently. Here every layer is found by its name
+(and, for nested models, the names of the models around it), whatever the order,
+and everything that does not line up, on either side, is reported in one error.
+
+Sources: Keras 3 `.weights.h5` files and `.keras` archives (layer names come from
+the `name` attribute of each `vars` group, or, in archives written before Keras
+stored it, from the archive's `config.json`), and Keras 2 / legacy HDF5 files
+(`model.save('m.h5')`), whose weights are listed per layer by name.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from ..graph.functional import Functional
+from ..lowering.executor import layout
+from .weights_io import (
+    WEIGHTS_MEMBER,
+    _child,
+    _join,
+    assign_by_name,
+    describe,
+    get_group,
+    is_legacy_h5,
+    keras_snake_case,
+    leaf_slots,
+    open_weights_file,
+    read_vars,
+    vars_groups,
+)
+
+
+@dataclasses.dataclass
+class _FileLayer:
+    """A layer as the file records it: its name path and its weights by sub-group."""
+
+    name: str
+    name_path: tuple
+    where: str  # for messages: the group path in the file
+    groups: dict  # relative sub-group path ('' = own) -> list of arrays
+
+    @property
+    def n_weights(self) -> int:
+        return sum(len(v) for v in self.groups.values())
+
+
+def _attr_name(group) -> str | None:
+    value = group.attrs.get("name") if group is not None else None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return value if isinstance(value, str) and value else None
+
+
+# ---------------------------------------------------------------------------- Keras 3 files
+
+
+def _config_names(config: dict) -> dict[str, str]:
+    """Group path -> layer name, replaying Keras's naming over an archive's config."""
+    names: dict[str, str] = {}
+
+    def walk(entry, path):
+        if not isinstance(entry, dict):
+            return
+        cls = entry.get("class_name")
+        layers = (entry.get("config") or {}).get("layers")
+        if not isinstance(layers, list):
+            return
+        used: dict[str, int] = {}
+        for child in layers:
+            if not isinstance(child, dict) or not isinstance(child.get("class_name"), str):
+                continue
+            if cls == "Sequential" and child["class_name"] == "InputLayer":
+                continue  # Sequential.layers leaves its input out
+            key = keras_snake_case(child["class_name"])
+            if key in used:
+                used[key] += 1
+                key = f"{key}_{used[key]}"
+            else:
+                used[key] = 0
+            child_path = _join(path, "layers", key)
+            name = (child.get("config") or {}).get("name") or child.get("name")
+            if isinstance(name, str):
+                names.setdefault(child_path, name)
+            walk(child, child_path)
+
+    walk(config, "")
+    return names
+
+
+def _keras3_layers(f, source: str, archive) -> list[_FileLayer]:
+    fallback: dict[str, str] = {}
+    if archive is not None and "config.json" in archive.namelist():
+        try:
+            fallback = _config_names(json.loads(archive.read("config.json")))
+        except (ValueError, UnicodeDecodeError):
+            fallback = {}
+    groups = vars_groups(f, source)
+    out: list[_FileLayer] = []
+    nameless: list[str] = []
+
+    def walk(model_path: str, prefix: tuple):
+        container = get_group(f, _join(model_path, "layers"), source)
+        if container is None:
+            return
+        for key in container.keys():
+            path = _join(model_path, "layers", key)
+            name = _attr_name(get_group(f, f"{path}/vars", source)) or fallback.get(path)
+            if get_group(f, f"{path}/layers", source) is not None:  # a nested model
+                walk(path, prefix + ((name or key),))
+                continue
+            own = {p[len(path):].lstrip("/"): g for p, g in groups.items()
+                   if p == path or p.startswith(path + "/")}
+            if not own:
+                continue
+            if name is None:
+                nameless.append(path)
+                continue
+            arrays = {rel: read_vars(g, source) for rel, g in own.items()}
+            out.append(_FileLayer(name, prefix + (name,), path, arrays))
+
+    walk("", ())
+    if nameless:
+        raise ValueError(
+            f"{source!r} does not record layer names (written by an early Keras 3 release) "
+            f"for {nameless}; load it by position with model.load_weights(path) instead"
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- legacy files
+
+
+def _legacy_layers(f, source: str, leaf_names: set[str]) -> list[_FileLayer]:
+    """Keras 2 HDF5: `layer_names` at the root, `weight_names` per layer group."""
+    root = f["model_weights"] if "model_weights" in f else f
+
+    def text(v):
+        return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+    per_layer: dict[str, list] = collections.OrderedDict()
+    where: dict[str, str] = {}
+    for group_name in (text(n) for n in root.attrs["layer_names"]):
+        group = get_group(root, group_name, source)
+        if group is None:
+            raise ValueError(f"{source}: layer group {group_name!r} is listed but missing")
+        for weight_name in (text(n) for n in group.attrs.get("weight_names", [])):
+            parts = weight_name.split(":")[0].split("/")
+            # The owning layer: the first path component that names a layer of the model
+            # (a nested model's group lists its layers' weights as `<layer>/<weight>`).
+            owner = next((p for p in parts[:-1] if p in leaf_names), None)
+            owner = owner or (parts[0] if len(parts) > 1 else group_name)
+            folder, _, leaf = weight_name.rpartition("/")
+            holder = get_group(group, folder, source) if folder else group
+            if holder is None or leaf not in holder:
+                raise ValueError(
+                    f"{source}: weight {weight_name!r} of layer {group_name!r} is listed "
+                    "but missing"
+                )
+            value = np.asarray(_child(holder, leaf, source)[()])
+            if value.dtype.kind in "OV":
+                raise ValueError(f"{source}: weight {weight_name!r} is not numeric")
+            per_layer.setdefault(owner, []).append(value)
+            where.setdefault(owner, group_name)
+    return [_FileLayer(name, (name,), where[name], {"": arrays})
+            for name, arrays in per_layer.items()]
+
+
+# ---------------------------------------------------------------------------- matching
+
+
+def load_keras_weights(model, path) -> None:
+    """Load a Keras `.weights.h5`, `.keras` or legacy `.h5` file into `model` by layer name.
+
+    Nothing is assigned unless every weighted layer on both sides finds its
+    counterpart with the same number and shapes of weights; otherwise one
+    `ValueError` lists every unmatched or mismatched layer and weight.
+    """
+    if not isinstance(model, Functional):
+        raise TypeError(f"load_keras_weights expects a jaxgraph Model, got {type(model)!r}")
+    source = os.fspath(path)
+    entries, _ = layout(model)
+    with open_weights_file(source) as (f, archive):
+        legacy = is_legacy_h5(f)
+        if legacy:
+            file_layers = _legacy_layers(f, source, {layer.name for layer, _ in entries})
+        else:
+            if archive is not None and WEIGHTS_MEMBER not in archive.namelist():
+                raise ValueError(f"{source!r} has no {WEIGHTS_MEMBER}")
+            file_layers = _keras3_layers(f, source, archive)
+
+    by_path = {fl.name_path: fl for fl in file_layers}
+    by_name: dict[str, list[_FileLayer]] = collections.defaultdict(list)
+    for fl in file_layers:
+        by_name[fl.name].append(fl)
+    taken: set[int] = set()
+    problems: list[str] = []
+    loaded: dict[int, dict[str, np.ndarray]] = {}
+
+    pairs = []
+    for layer, lpath in entries:
+        fl = None if legacy else by_path.get(tuple(lpath))
+        if fl is None:
+            candidates = [c for c in by_name.get(layer.name, []) if id(c) not in taken]
+            if len(candidates) > 1:
+                problems.append(
+                    f"model layer {describe(layer)} at {'/'.join(lpath)}: the file has "
+                    f"{len(candidates)} layers named {layer.name!r} "
+                    f"({[c.where for c in candidates]}); cannot tell which"
+                )
+                continue
+            fl = candidates[0] if candidates else None
+        if fl is None:
+            problems.append(
+                f"model layer {describe(layer)} at {'/'.join(lpath)} "
+                f"({len(layer.weights)} weights): no layer of that name in the file"
+            )
+            continue
+        taken.add(id(fl))
+        pairs.append((layer, fl))
+
+    for layer, fl in pairs:
+        specs = {w.name: w for w in layer.weights}
+        if legacy:
+            plan = [("", [w.name for w in layer.weights])]
+        else:
+            plan = [(s.path, s.weights) for s in leaf_slots(layer, "") if s.weights]
+        ok = True
+        expected_groups = {rel for rel, _ in plan}
+        for rel in fl.groups:
+            if rel not in expected_groups:
+                problems.append(
+                    f"layer {describe(layer)}: the file has weights at "
+                    f"{_join(fl.where, rel, 'vars')} ({len(fl.groups[rel])}) that the model "
+                    "layer does not have"
+                )
+                ok = False
+        values = {}
+        for rel, names in plan:
+            arrays = fl.groups.get(rel, [])
+            where = _join(fl.where, rel)
+            if len(arrays) != len(names):
+                problems.append(
+                    f"layer {describe(layer)}: expects {len(names)} weights {names} "
+                    f"(file group {where}), the file has {len(arrays)}"
+                )
+                ok = False
+                continue
+            for name, value in zip(names, arrays):
+                want = tuple(specs[name].shape)
+                if tuple(value.shape) != want:
+                    problems.append(
+                        f"layer {describe(layer)} weight {name!r}: expected shape {want}, "
+                        f"the file ({where}) has {tuple(value.shape)}"
+                    )
+                    ok = False
+                values[name] = value
+        if ok:
+            loaded[id(layer)] = values
+
+    for fl in file_layers:
+        if id(fl) not in taken and fl.n_weights:
+            problems.append(
+                f"file layer {fl.name!r} at {fl.where} ({fl.n_weights} weights): no layer "
+                "of that name in the model"
+            )
+    if problems:
+        raise ValueError(
+            f"Cannot load Keras weights from {source!r} into model {model.name!r} by layer "
+            f"name ({len(problems)} problem(s)):\n  " + "\n  ".join(problems)
+        )
+    assign_by_name(model, loaded)

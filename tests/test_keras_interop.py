@@ -1,0 +1,301 @@
+"""Weights files move between Keras 3 and jaxgraph for the same architecture.
+
+Each test builds one architecture twice from the same code (once with `keras`, once
+with `jaxgraph`), moves weights through a file in one direction, and compares outputs.
+"""
+
+import io
+import types
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import jaxgraph  # noqa: E402
+from jaxgraph.saving import load_keras_weights, load_weights, save_weights  # noqa: E402
+from jaxgraph.saving.weights_io import keras_snake_case  # noqa: E402
+
+KERAS = types.SimpleNamespace(Input=keras.Input, Model=keras.Model,
+                              Sequential=keras.Sequential, layers=keras.layers)
+JG = types.SimpleNamespace(Input=jaxgraph.Input, Model=jaxgraph.Model,
+                           Sequential=jaxgraph.Sequential, layers=jaxgraph.layers)
+
+
+def _randomize_keras(model, seed=0):
+    """Weights far from their initial values, variances positive."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) * rng.choice([-1, 1])
+                       if "variance" not in w.path else rng.uniform(0.5, 1.5, w.shape)
+                       .astype(w.dtype) for w in model.weights])
+
+
+def _jg_predict(model, inputs):
+    out = model(inputs)
+    return [np.asarray(o) for o in out] if isinstance(out, list) else [np.asarray(out)]
+
+
+def _keras_predict(model, inputs):
+    out = model(inputs, training=False)
+    return [np.asarray(o) for o in out] if isinstance(out, list) else [np.asarray(out)]
+
+
+def _assert_same(a, b, atol=1e-5):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=1e-5)
+
+
+def _layout(path):
+    """{vars group path: (name attribute, [dataset shapes])} of a weights file."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Group) and name.endswith("vars"):
+                shapes = [obj[k].shape for k in sorted(obj.keys(), key=int)]
+                out[name] = (obj.attrs.get("name"), shapes)
+        f.visititems(visit)
+    return out
+
+
+# ---------------------------------------------------------------------------- architectures
+
+
+def branchy(k):
+    """Two inputs, a shared layer, BN, a nested functional and a nested Sequential model,
+    and outputs of different depth, so Keras's layer order differs from build order."""
+    x1 = k.Input((6,), name="x1")
+    x2 = k.Input((4,), name="x2")
+    shared = k.layers.Dense(5, name="shared")
+    a = k.layers.Dense(5, activation="relu", name="a")(x1)
+    b = k.layers.Dense(5, activation="tanh", name="b")(x2)
+    merged = k.layers.Concatenate(name="cat")([shared(a), shared(b)])
+    merged = k.layers.BatchNormalization(name="bn")(merged)
+    inner_in = k.Input((10,), name="inner_in")
+    inner_h = k.layers.Dense(7, activation="relu", name="inner_d1")(inner_in)
+    inner_h = k.layers.BatchNormalization(name="inner_bn")(inner_h)
+    inner = k.Model(inner_in, k.layers.Dense(4, name="inner_d2")(inner_h), name="inner")
+    tail = k.Sequential([k.layers.Dense(3, activation="relu", name="tail_d1"),
+                         k.layers.Dense(3, name="tail_d2")], name="tail")
+    out1 = tail(k.layers.add([inner(merged), k.layers.Dense(4, name="skip")(merged)]))
+    out2 = k.layers.Dense(2, name="head2")(x2)
+    return k.Model([x1, x2], [out2, out1], name="branchy")
+
+
+def recurrent(k):
+    x = k.Input((7, 4), name="seq_in")
+    h = k.layers.LSTM(5, return_sequences=True, name="lstm")(x)
+    h = k.layers.Bidirectional(k.layers.GRU(3, return_sequences=True), name="bi")(h)
+    h = k.layers.TimeDistributed(k.layers.Dense(2), name="td")(h)
+    h = k.layers.SimpleRNN(3, name="srnn")(h)
+    tokens = k.Input((7,), dtype="int32", name="tokens")
+    e = k.layers.Embedding(20, 4, name="emb")(tokens)
+    e = k.layers.Conv1D(4, 3, padding="same", name="conv")(e)
+    e = k.layers.Bidirectional(k.layers.LSTM(2), name="bi_lstm")(e)
+    out = k.layers.Concatenate()([h, e])
+    return k.Model([x, tokens], k.layers.Dense(1, name="out")(out), name="rnn_model")
+
+
+def convnet(k):
+    return k.Sequential([
+        k.Input((8, 8, 2)),
+        k.layers.Conv2D(4, 3, activation="relu", name="c1"),
+        k.layers.BatchNormalization(name="bn"),
+        k.layers.MaxPooling2D(2),
+        k.layers.Conv2D(3, 2, name="c2"),
+        k.layers.Dropout(0.3),
+        k.layers.Flatten(),
+        k.layers.Dense(5, name="d"),
+    ], name="convnet")
+
+
+def _inputs(name, rng):
+    if name == "branchy":
+        return [rng.normal(size=(5, 6)).astype("float32"),
+                rng.normal(size=(5, 4)).astype("float32")]
+    if name == "recurrent":
+        return [rng.normal(size=(5, 7, 4)).astype("float32"),
+                rng.integers(0, 20, size=(5, 7)).astype("int32")]
+    return rng.normal(size=(5, 8, 8, 2)).astype("float32")
+
+
+ARCHITECTURES = {"branchy": branchy, "recurrent": recurrent, "convnet": convnet}
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_group_names_follow_keras_snake_case():
+    from keras.src.utils.naming import to_snake_case
+
+    for name in ["Conv2D", "LSTM", "GRU", "SimpleRNN", "BatchNormalization", "InputLayer",
+                 "GlobalAveragePooling2D", "Conv1DTranspose", "DepthwiseConv2D", "Functional",
+                 "Sequential", "TimeDistributed", "HTTPLayer2Go", "My_Layer"]:
+        assert keras_snake_case(name) == to_snake_case(name), name
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_keras_file_loads_into_jaxgraph_and_back(arch, tmp_path):
+    rng = np.random.default_rng(1)
+    km = ARCHITECTURES[arch](KERAS)
+    _randomize_keras(km)
+    jm = ARCHITECTURES[arch](JG)
+    x = _inputs(arch, rng)
+
+    keras_file = tmp_path / "k.weights.h5"
+    km.save_weights(keras_file)
+    load_weights(jm, keras_file)
+    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+
+    # jaxgraph writes the very layout Keras writes: same groups, names and shapes.
+    jg_file = tmp_path / "j.weights.h5"
+    save_weights(jm, jg_file)
+    assert _layout(jg_file).keys() == _layout(keras_file).keys()
+    for key, (name, shapes) in _layout(keras_file).items():
+        assert _layout(jg_file)[key][1] == shapes, key
+
+    # ... and Keras reads it back into a fresh model.
+    km2 = ARCHITECTURES[arch](KERAS)
+    km2.load_weights(jg_file)
+    _assert_same(_keras_predict(km2, x), _keras_predict(km, x))
+
+
+def test_jaxgraph_trained_weights_load_in_keras(tmp_path):
+    rng = np.random.default_rng(2)
+    jm = branchy(JG)
+    jm.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in jm.weights])
+    path = tmp_path / "trained.weights.h5"
+    jm.save_weights(path)
+    km = branchy(KERAS)
+    km.load_weights(path)
+    x = _inputs("branchy", rng)
+    _assert_same(_keras_predict(km, x), _jg_predict(jm, x))
+
+
+def test_load_weights_reads_a_keras_archive(tmp_path):
+    km = convnet(KERAS)
+    _randomize_keras(km, seed=3)
+    km.save(tmp_path / "full.keras")
+    jm = convnet(JG)
+    load_weights(jm, tmp_path / "full.keras")
+    x = _inputs("convnet", np.random.default_rng(0))
+    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+
+
+# ---------------------------------------------------------------------------- by name
+
+
+def _two_heads(k, swap):
+    x = k.Input((4,), name="x")
+    p = k.layers.Dense(3, name="p")
+    q = k.layers.Dense(3, name="q")
+    outs = [q(x), p(x)] if swap else [p(x), q(x)]
+    return k.Model(x, outs, name="heads")
+
+
+def test_load_keras_weights_matches_by_name_not_order(tmp_path):
+    km = _two_heads(KERAS, swap=False)
+    _randomize_keras(km, seed=4)
+    km.save_weights(tmp_path / "heads.weights.h5")
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    kp, kq = _keras_predict(km, x)
+
+    by_name = _two_heads(JG, swap=True)
+    load_keras_weights(by_name, tmp_path / "heads.weights.h5")
+    jq, jp = _jg_predict(by_name, x)
+    _assert_same([jp, jq], [kp, kq])
+
+    # Positional loading (Keras's rule) pairs p with q here: same shapes, wrong values.
+    by_order = _two_heads(JG, swap=True)
+    load_weights(by_order, tmp_path / "heads.weights.h5")
+    jq2, _ = _jg_predict(by_order, x)
+    assert not np.allclose(jq2, kq)
+
+
+def test_load_keras_weights_from_keras_archive_and_nested_models(tmp_path):
+    km = branchy(KERAS)
+    _randomize_keras(km, seed=5)
+    km.save(tmp_path / "b.keras")
+    jm = branchy(JG)
+    load_keras_weights(jm, tmp_path / "b.keras")
+    x = _inputs("branchy", np.random.default_rng(0))
+    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+
+
+def test_load_keras_weights_recurrent_wrappers(tmp_path):
+    km = recurrent(KERAS)
+    _randomize_keras(km, seed=6)
+    km.save_weights(tmp_path / "r.weights.h5")
+    jm = recurrent(JG)
+    load_keras_weights(jm, tmp_path / "r.weights.h5")
+    x = _inputs("recurrent", np.random.default_rng(0))
+    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+
+
+def test_archive_without_name_attributes_uses_its_config(tmp_path):
+    km = branchy(KERAS)
+    _randomize_keras(km, seed=7)
+    km.save(tmp_path / "b.keras")
+    # Strip the `name` attributes, as early Keras 3 releases wrote them.
+    with zipfile.ZipFile(tmp_path / "b.keras") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    buffer = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buffer, "r+") as f:
+        f.visititems(lambda n, o: o.attrs.__delitem__("name") if "name" in o.attrs else None)
+    members["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(tmp_path / "old.keras", "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    jm = branchy(JG)
+    load_keras_weights(jm, tmp_path / "old.keras")
+    x = _inputs("branchy", np.random.default_rng(0))
+    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+
+
+def test_load_keras_weights_from_legacy_h5(tmp_path):
+    km = recurrent(KERAS)
+    _randomize_keras(km, seed=8)
+    km.save(tmp_path / "legacy.h5")  # Keras 2 style HDF5
+    jm = recurrent(JG)
+    load_keras_weights(jm, tmp_path / "legacy.h5")
+    x = _inputs("recurrent", np.random.default_rng(0))
+    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+    with pytest.raises(ValueError, match="legacy HDF5"):
+        load_weights(recurrent(JG), tmp_path / "legacy.h5")
+
+    kb = branchy(KERAS)  # a nested model's group lists its layers' weights by name
+    _randomize_keras(kb, seed=9)
+    kb.save(tmp_path / "legacy_nested.h5")
+    jb = branchy(JG)
+    load_keras_weights(jb, tmp_path / "legacy_nested.h5")
+    xb = _inputs("branchy", np.random.default_rng(0))
+    _assert_same(_jg_predict(jb, xb), _keras_predict(kb, xb))
+
+
+def test_load_keras_weights_reports_every_mismatch_on_both_sides(tmp_path):
+    kx = keras.Input((4,))
+    kh = keras.layers.Dense(6, name="common")(kx)
+    kh = keras.layers.Dense(3, name="resized")(kh)
+    kh = keras.layers.Dense(2, name="only_in_file")(kh)
+    keras.Model(kx, kh).save_weights(tmp_path / "m.weights.h5")
+
+    jx = jaxgraph.Input((4,))
+    jh = jaxgraph.layers.Dense(6, name="common")(jx)
+    jh = jaxgraph.layers.Dense(5, name="resized")(jh)
+    jh = jaxgraph.layers.Dense(2, name="only_in_model")(jh)
+    jm = jaxgraph.Model(jx, jh)
+    before = jm.get_weights()
+    with pytest.raises(ValueError) as info:
+        load_keras_weights(jm, tmp_path / "m.weights.h5")
+    msg = str(info.value)
+    assert "m.weights.h5" in msg
+    assert "'resized'" in msg and "'kernel'" in msg and "(6, 5)" in msg and "(6, 3)" in msg
+    assert "'bias'" in msg and "(5,)" in msg and "(3,)" in msg
+    assert "'only_in_model'" in msg and "no layer of that name in the file" in msg
+    assert "'only_in_file'" in msg and "no layer of that name in the model" in msg
+    assert "'common'" not in msg
+    # Nothing was assigned, not even the layer that matched.
+    for a, b in zip(before, jm.get_weights()):
+        np.testing.assert_array_equal(a, b)

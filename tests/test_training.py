@@ -1,0 +1,309 @@
+"""compile / fit / evaluate / predict: numbers, structure, recompiles and bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxgraph
+from jaxgraph import Input, Model, Sequential, callbacks, layers
+from jaxgraph.utils import set_random_seed
+
+
+def mlp(n_in=8, n_out=3, name=None):
+    x = Input(shape=(n_in,), name="features")
+    h = layers.Dense(16, activation="relu", name="hidden")(x)
+    y = layers.Dense(n_out, activation="softmax", name="probs")(h)
+    return Model(x, y, name=name)
+
+
+def blobs(n=200, n_in=8, n_out=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_out, n_in)) * 3
+    y = rng.integers(0, n_out, n)
+    x = centers[y] + rng.normal(size=(n, n_in))
+    x = (x - x.mean(0)) / x.std(0)
+    return x.astype("float32"), y.astype("int32")
+
+
+def multi_io():
+    a = Input(shape=(6,), name="a")
+    b = Input(shape=(4,), name="b")
+    h = layers.concatenate([layers.Dense(8, activation="relu")(a), b])
+    reg = layers.Dense(1, name="reg")(h)
+    cls = layers.Dense(3, activation="softmax", name="cls")(h)
+    return Model([a, b], [reg, cls])
+
+
+def test_fit_learns_and_history_keys():
+    set_random_seed(0)
+    x, y = blobs()
+    model = mlp()
+    model.compile(optimizer=jaxgraph.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["acc"])
+    hist = model.fit(x, y, epochs=15, batch_size=32, validation_split=0.2, verbose=0)
+    assert set(hist.history) == {"loss", "acc", "val_loss", "val_acc", "learning_rate"}
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    assert hist.history["acc"][-1] > 0.9
+    loss, acc = model.evaluate(x, y, verbose=0)
+    assert acc > 0.9
+    probs = model.predict(x[:7], verbose=0)
+    assert probs.shape == (7, 3)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_trained_weights_reach_the_model_and_match_a_reference_loop():
+    """fit == a hand-written optax loop over the same batches (no shuffle)."""
+    set_random_seed(1)
+    x, y = blobs(96)
+    model = mlp()
+    v0 = model.variables
+    model.compile(optimizer=jaxgraph.optimizers.SGD(learning_rate=0.1),
+                  loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+
+    def loss_fn(params, xb, yb):
+        out, _ = model.apply({"params": params, "state": {}}, xb)
+        return -jnp.mean(jnp.log(jnp.clip(out[jnp.arange(len(yb)), yb], 1e-7, 1.0)))
+
+    params = v0["params"]
+    tx = optax.sgd(0.1)
+    opt = tx.init(params)
+    for _ in range(2):
+        for i in range(0, 96, 32):
+            g = jax.grad(loss_fn)(params, x[i:i + 32], y[i:i + 32])
+            upd, opt = tx.update(g, opt, params)
+            params = optax.apply_updates(params, upd)
+    got = model.variables["params"]
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), got, params)
+
+
+def test_multi_output_total_is_weighted_sum_of_output_losses():
+    set_random_seed(2)
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(size=(64, 6)).astype("f4"), rng.normal(size=(64, 4)).astype("f4")
+    yr, yc = rng.normal(size=(64, 1)).astype("f4"), rng.integers(0, 3, 64)
+    model = multi_io()
+    model.compile(optimizer="rmsprop", loss={"reg": "mse", "cls": "sparse_categorical_crossentropy"},
+                  loss_weights={"reg": 0.25, "cls": 10.0}, metrics={"cls": ["acc"]})
+    out = model.evaluate({"a": xa, "b": xb}, {"reg": yr, "cls": yc}, return_dict=True, verbose=0)
+    assert set(out) == {"loss", "reg_loss", "cls_loss", "cls_acc"}
+    np.testing.assert_allclose(out["loss"], 0.25 * out["reg_loss"] + 10 * out["cls_loss"],
+                               rtol=1e-5)
+    # The same objective given as lists trains from a list of inputs.
+    model.compile(optimizer="rmsprop", loss=["mse", "sparse_categorical_crossentropy"],
+                  loss_weights=[0.25, 10.0])
+    hist = model.fit([xa, xb], [yr, yc], epochs=3, batch_size=16, verbose=0)
+    assert {"loss", "reg_loss", "cls_loss"} <= set(hist.history)
+    # Per-output losses are computed independently and combined in the total.
+    reg_only = float(np.mean((model.predict([xa, xb], verbose=0)[0] - yr) ** 2))
+    res = model.evaluate([xa, xb], [yr, yc], return_dict=True, verbose=0)
+    np.testing.assert_allclose(res["reg_loss"], reg_only, rtol=1e-4)
+
+
+def test_compile_errors_list_output_names():
+    model = multi_io()
+    with pytest.raises(ValueError, match=r"\['reg', 'cls'\]"):
+        model.compile(loss={"regression": "mse"})
+    with pytest.raises(ValueError, match="2 output"):
+        model.compile(loss=["mse"])
+
+
+def test_one_compile_per_fit_with_validation_lr_changes_and_partial_batch():
+    """The trace counter: train step once, eval step once, whatever happens between."""
+    set_random_seed(3)
+    x, y = blobs(203)  # 203 = 6 * 32 + 11: a partial last batch
+
+    class Halve(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.learning_rate = self.model.optimizer.learning_rate / 2
+
+    model = mlp()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["acc"])
+    hist = model.fit(x, y, epochs=4, batch_size=32, validation_data=(x[:50], y[:50]),
+                     callbacks=[Halve(), callbacks.ReduceLROnPlateau(patience=1)], verbose=0)
+    counts = model._trainer.trace_counts
+    assert counts["train_step"] == 1, counts
+    assert counts["eval_step"] == 1, counts
+    np.testing.assert_allclose(hist.history["learning_rate"],
+                               [1e-3 / 2 ** (i + 1) for i in range(4)], rtol=1e-6)
+
+
+def test_partial_batch_is_masked_not_dropped():
+    """Padding rows must not change the result: 5 samples, batch 4 == per-sample sums."""
+    set_random_seed(4)
+    x, y = blobs(5)
+    model = mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    full = model.evaluate(x, y, batch_size=5, verbose=0)
+    padded = model.evaluate(x, y, batch_size=4, verbose=0)
+    np.testing.assert_allclose(full, padded, rtol=1e-6)
+
+
+def test_sample_and_class_weights():
+    set_random_seed(5)
+    x, y = blobs(40)
+    model = mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    base = model.evaluate(x, y, verbose=0)
+    zeros = np.zeros(40, "f4")
+    zeros[:20] = 2.0
+    weighted = model.evaluate(x, y, sample_weight=zeros, verbose=0)
+    ref = 2 * model.evaluate(x[:20], y[:20], verbose=0) * 20 / 40
+    np.testing.assert_allclose(weighted, ref, rtol=1e-5)
+    assert not np.isclose(base, weighted)
+    # class_weight multiplies each sample's loss by its class's weight.
+    hist = model.fit(x, y, epochs=1, batch_size=40, class_weight={0: 1.0, 1: 0.0, 2: 0.0},
+                     shuffle=False, verbose=0)
+    probs = model.predict(x, verbose=0)
+    ce = -np.log(np.clip(probs[np.arange(40), y], 1e-7, 1))
+    assert np.isfinite(hist.history["loss"][0])
+    assert ce.shape == (40,)
+
+
+def test_frozen_layers_are_bit_identical_and_have_no_optimizer_state():
+    set_random_seed(6)
+    x, y = blobs(64)
+    model = mlp()
+    hidden = model.get_layer("hidden")
+    hidden.trainable = False
+    before = [w.copy() for w in hidden.get_weights()]
+    head_before = model.get_layer("probs").get_weights()[0].copy()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    for a, b in zip(before, hidden.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(head_before, model.get_layer("probs").get_weights()[0])
+    opt_leaves = jax.tree_util.tree_leaves(model._trainer.ts["opt"])
+    sizes = {int(np.prod(np.shape(leaf))) for leaf in opt_leaves}
+    assert 8 * 16 not in sizes  # the frozen kernel has no moments
+
+
+def test_generator_input_and_callback_sees_live_weights():
+    set_random_seed(7)
+    x, y = blobs(96)
+
+    def batches():
+        for i in range(0, 96, 32):
+            yield x[i:i + 32], y[i:i + 32]
+
+    seen = []
+
+    class Peek(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(self.model.get_layer("hidden").get_weights()[0].copy())
+
+    model = mlp()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(batches(), epochs=1, steps_per_epoch=3, callbacks=[Peek()], verbose=0)
+    np.testing.assert_array_equal(seen[-1], model.get_layer("hidden").get_weights()[0])
+
+
+def test_callback_weight_edits_are_not_lost():
+    set_random_seed(8)
+    x, y = blobs(64)
+
+    class Zero(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            w = self.model.get_layer("probs").get_weights()
+            self.model.get_layer("probs").set_weights([np.zeros_like(a) for a in w])
+
+    model = mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=64, callbacks=[Zero()], verbose=0)
+    assert all(np.all(a == 0) for a in model.get_layer("probs").get_weights())
+    # and training continues from the edited values
+    assert np.all(model._trainer.steps.variables_of(model._trainer.ts)["params"]["probs"][
+        "kernel"] == 0)
+
+
+def test_batchnorm_state_updates_during_fit():
+    set_random_seed(9)
+    if not hasattr(layers, "BatchNormalization"):
+        pytest.skip("BatchNormalization not available")
+    x, y = blobs(64)
+    model = Sequential([Input(shape=(8,)), layers.Dense(8), layers.BatchNormalization(),
+                        layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    before = model.variables["state"]
+    model.fit(x + 5.0, y, epochs=2, batch_size=16, verbose=0)
+    after = model.variables["state"]
+    moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()), before, after)
+    assert max(jax.tree_util.tree_leaves(moved)) > 0.01
+
+
+def test_make_train_step_is_pure_and_jitted():
+    set_random_seed(10)
+    x, y = blobs(32)
+    model = mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["acc"])
+    step = model.make_train_step()
+    variables = model.init(jax.random.key(0))
+    opt_state = step.init(variables)
+    losses = []
+    for i in range(20):
+        variables, opt_state, logs = step(variables, opt_state, (x, y), jax.random.key(i))
+        losses.append(float(logs["loss"]))
+    assert losses[-1] < losses[0]
+    assert set(logs) == {"loss", "acc"}
+
+
+def test_bad_input_is_caught_before_compiling():
+    model = multi_io()
+    model.compile(optimizer="sgd", loss=["mse", "sparse_categorical_crossentropy"])
+    xa, xb = np.zeros((10, 6), "f4"), np.zeros((10, 4), "f4")
+    yr, yc = np.zeros((10, 1), "f4"), np.zeros((10,), "i4")
+    with pytest.raises(ValueError, match="expects 2 inputs"):
+        model.fit(xa, [yr, yc], verbose=0)
+    with pytest.raises(ValueError, match="unknown"):
+        model.fit({"a": xa, "bee": xb}, [yr, yc], verbose=0)
+    with pytest.raises(ValueError, match="cardinality"):
+        model.fit([xa, xb[:9]], [yr, yc], verbose=0)
+    with pytest.raises(ValueError, match="shape"):
+        model.fit([xa, np.zeros((10, 5), "f4")], [yr, yc], verbose=0)
+    assert model._trainer.trace_counts["train_step"] == 0
+
+    text = Input(shape=(None,), dtype="int32", name="text")
+    emb = layers.Embedding(20, 4)(text)
+    out = layers.Dense(1)(layers.Flatten()(emb[:, :3]))
+    m2 = Model(text, out)
+    m2.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="non-integer"):
+        m2.fit(np.full((4, 5), 0.5, "f4"), np.zeros((4, 1)), verbose=0)
+
+
+def test_y_shape_checked_against_loss():
+    model = mlp()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, y = blobs(10)
+    with pytest.raises(ValueError, match="probs"):
+        model.fit(x, y, verbose=0)  # int labels with categorical CE
+    assert model._trainer.trace_counts["train_step"] == 0
+
+
+def test_fit_twice_continues_and_evaluate_before_fit():
+    set_random_seed(11)
+    x, y = blobs(64)
+    model = mlp()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=3, verbose=0)
+    mid = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=3, verbose=0)
+    assert model.optimizer.iterations == 12
+    assert model.evaluate(x, y, verbose=0) < mid < first
+
+
+def test_loss_weights_change_without_recompile():
+    set_random_seed(12)
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(size=(32, 6)).astype("f4"), rng.normal(size=(32, 4)).astype("f4")
+    yr, yc = rng.normal(size=(32, 1)).astype("f4"), rng.integers(0, 3, 32)
+    model = multi_io()
+    model.compile(optimizer="sgd", loss=["mse", "sparse_categorical_crossentropy"])
+    model.fit([xa, xb], [yr, yc], epochs=1, verbose=0)
+    model.loss_weights = [0.0, 1.0]
+    hist = model.fit([xa, xb], [yr, yc], epochs=1, verbose=0)
+    np.testing.assert_allclose(hist.history["loss"][0], hist.history["cls_loss"][0], rtol=1e-5)
+    assert model._trainer.trace_counts["train_step"] == 1
