@@ -8,7 +8,7 @@ training dynamics match. Losses and optimizers are named as Keras names them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
 
@@ -33,7 +33,7 @@ class Workload:
     name: str
     batch_size: int
     samples: int  # training-set size of the default run (a multiple of batch_size)
-    quick_samples: int  # ... of --quick
+    quick: tuple[int, int]  # (samples, batch size) of --quick, a smoke test
     optimizer: str  # "rmsprop" or "adam", Keras default hyperparameters
     loss: str | dict[str, str]
     make_data: Callable[[int, int], tuple]  # (n, seed) -> (x, y) numpy, y a dict if multi-output
@@ -42,8 +42,11 @@ class Workload:
     loss_weights: dict[str, float] | None = None
     note: str = ""
 
-    def data(self, quick: bool = False, seed: int = 0):
-        return self.make_data(self.quick_samples if quick else self.samples, seed)
+    def data(self, seed: int = 0):
+        return self.make_data(self.samples, seed)
+
+    def quick_version(self) -> Workload:
+        return replace(self, samples=self.quick[0], batch_size=self.quick[1])
 
 
 def optax_optimizer(name: str) -> optax.GradientTransformation:
@@ -267,17 +270,17 @@ def _resnet_data(n, seed):
 WORKLOADS = {
     w.name: w
     for w in [
-        Workload("mlp", 128, 16384, 2048, "rmsprop", "categorical_crossentropy",
+        Workload("mlp", 128, 16384, (1024, 128), "rmsprop", "categorical_crossentropy",
                  _mlp_data, MLP, _mlp_keras),
-        Workload("convnet", 64, 4096, 512, "rmsprop", "categorical_crossentropy",
+        Workload("convnet", 64, 2048, (256, 64), "rmsprop", "categorical_crossentropy",
                  _convnet_data, ConvNet, _convnet_keras),
-        Workload("multi_output", 64, 512, 128, "rmsprop",
+        Workload("multi_output", 64, 256, (64, 32), "rmsprop",
                  {"age": "mse", "income": "categorical_crossentropy",
                   "gender": "binary_crossentropy"},
                  _multi_data, MultiOutput, _multi_keras,
                  loss_weights={"age": 0.25, "income": 1.0, "gender": 10.0},
                  note=f"embedding shrunk to {VOCAB}x{EMBED} (book: 50000x256), seq len {SEQ_LEN}"),
-        Workload("resnet", 256, 1024, 256, "adam", "sparse_categorical_crossentropy",
+        Workload("resnet", 256, 512, (64, 32), "adam", "sparse_categorical_crossentropy",
                  _resnet_data, ResNet, _resnet_keras),
     ]
 }

@@ -130,6 +130,9 @@ def sparse_sigmoid(x):
 
 def glu(x, axis=-1):
     """Gated linear unit: first half of ``axis`` times sigmoid of the second half."""
+    x = jnp.asarray(x)
+    if x.shape[axis] % 2:
+        raise ValueError(f"glu splits axis {axis} in two; its size {x.shape[axis]} is odd")
     return jax.nn.glu(x, axis=axis)
 
 

@@ -140,7 +140,7 @@ def get(identifier):
     """Resolve None, a name, a {'class_name', 'config'} dict, a class or a callable."""
     if identifier is None:
         return None
-    if isinstance(identifier, str) and identifier == "l1_l2":  # documented by Keras as 0.01 for both factors
+    if isinstance(identifier, str) and identifier == "l1_l2":  # Keras documents 0.01 for both
         return L1L2(l1=0.01, l2=0.01)
     if isinstance(identifier, str):
         identifier = _lookup(identifier)

@@ -578,3 +578,131 @@ def test_backup_every_n_batches_restarts_the_epoch(tmp_path):
     # last backup at the 6th batch (epoch 1): epoch 1 runs again from its start
     assert bar.restored_epoch == 1 and h.epoch == [1, 2, 3]
     assert model2.optimizer.iterations == 6 + 12
+
+
+# ---------------------------------------------------------------------------- real fit
+
+
+@pytest.fixture(scope="module")
+def binary_problem():
+    """A small compiled classifier and its data, shared to pay compilation once."""
+    from jaxgraph import Input, Model, layers
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(192, 8)).astype("float32")
+    y = (x[:, :1] + 0.5 * x[:, 1:2] > 0).astype("float32")
+    xv = rng.normal(size=(64, 8)).astype("float32")
+    yv = (xv[:, :1] + 0.5 * xv[:, 1:2] > 0).astype("float32")
+    inp = Input((8,), name="features")
+    hidden = layers.Dense(16, activation="relu", name="hidden")(inp)
+    out = layers.Dense(1, activation="sigmoid", name="prob")(hidden)
+    model = Model(inp, out, name="classifier")
+    model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["acc"])
+    return model, (x, y), (xv, yv)
+
+
+def expected_stop(values, patience):
+    """Last epoch run by EarlyStopping(mode='max', patience) on these values."""
+    best, wait = None, 0
+    for epoch, v in enumerate(values):
+        wait += 1
+        if best is None or v > best:
+            best, wait = v, 0
+        elif wait >= patience and epoch > 0:
+            return epoch
+    return len(values) - 1
+
+
+def test_book_early_stopping_and_best_checkpoint(binary_problem, tmp_path, capsys):
+    from jaxgraph.models import load_model
+
+    model, (x, y), (xv, yv) = binary_problem
+    path = str(tmp_path / "my_model.h5")
+    weights_by_epoch = []
+    callbacks_list = [
+        EarlyStopping(monitor="acc", patience=1),
+        ModelCheckpoint(filepath=path, monitor="val_loss", save_best_only=True),
+        LambdaCallback(on_epoch_end=lambda e, logs: weights_by_epoch.append(
+            model.get_weights())),
+    ]
+    history = model.fit(x, y, epochs=8, batch_size=64, callbacks=callbacks_list,
+                        validation_data=(xv, yv))
+    acc = history.history["acc"]
+    assert history.epoch[-1] == expected_stop(acc, patience=1)
+    # verbose='auto' with captured stdout: one line per epoch, no live bar
+    out = capsys.readouterr().out
+    assert out.count("Epoch ") == len(history.epoch) and "val_loss: " in out
+    # the file holds the weights of the epoch with the lowest val_loss
+    best = int(np.argmin(history.history["val_loss"]))
+    loaded = load_model(path)
+    for saved, expected in zip(loaded.get_weights(), weights_by_epoch[best]):
+        np.testing.assert_allclose(saved, expected, rtol=1e-6)
+    assert [p for p in os.listdir(tmp_path) if p != "my_model.h5"] == []
+
+
+def test_book_reduce_lr_on_plateau_without_recompiling(binary_problem):
+    model, (x, y), (xv, yv) = binary_problem
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)  # compiled once, before counting
+    model.optimizer.learning_rate = 1e-6  # too small for val_loss to improve by 1e-4
+    traces = model._trainer.trace_counts["train_step"]
+    callbacks_list = [ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=10)]
+    history = model.fit(x, y, epochs=12, batch_size=64, callbacks=callbacks_list,
+                        validation_data=(xv, yv), verbose=0)
+    lrs = history.history["learning_rate"]
+    assert lrs[:11] == pytest.approx([1e-6] * 11)
+    assert lrs[11] == pytest.approx(1e-7)
+    assert model.optimizer.learning_rate == pytest.approx(1e-7)
+    assert model._trainer.trace_counts["train_step"] == traces
+
+
+def test_book_activation_logger(binary_problem, tmp_path, monkeypatch):
+    from jaxgraph.models import Model
+
+    class ActivationLogger(Callback):
+        def set_model(self, model):
+            self.model = model
+            layer_outputs = [layer.output for layer in model.layers]
+            self.activations_model = Model(model.input, layer_outputs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.validation_data is None:
+                raise RuntimeError("Requires validation_data.")
+            validation_sample = self.validation_data[0][0:1]
+            activations = self.activations_model.predict(validation_sample)
+            f = open("activations_at_epoch_" + str(epoch) + ".npz", "wb")
+            np.savez(f, *activations)
+            f.close()
+
+    monkeypatch.chdir(tmp_path)
+    model, (x, y), (xv, yv) = binary_problem
+    model.fit(x, y, epochs=2, batch_size=64, validation_data=(xv, yv), verbose=0,
+              callbacks=[ActivationLogger()])
+    assert sorted(os.listdir(tmp_path)) == ["activations_at_epoch_0.npz",
+                                            "activations_at_epoch_1.npz"]
+    saved = np.load(tmp_path / "activations_at_epoch_1.npz")
+    shapes = [saved[k].shape for k in sorted(saved.files, key=lambda s: int(s.split("_")[1]))]
+    assert shapes == [(1, 8), (1, 16), (1, 1)]
+    np.testing.assert_allclose(saved["arr_2"], model.predict(xv[:1], verbose=0), rtol=1e-5)
+
+
+def test_backup_and_restore_with_real_fit(binary_problem, tmp_path):
+    model, (x, y), _ = binary_problem
+    backup = str(tmp_path / "backup")
+    at_end = {}
+    record = LambdaCallback(on_epoch_end=lambda e, logs: at_end.__setitem__(
+        e, (model.get_weights(), model.optimizer.iterations)))
+    with pytest.raises(Interrupt):
+        model.fit(x, y, epochs=4, batch_size=64, verbose=0,
+                  callbacks=[BackupAndRestore(backup), record, interrupt_at(2)])
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])  # lose everything
+    resumed = {}
+    probe = LambdaCallback(on_epoch_begin=lambda e, logs: resumed.setdefault(
+        "first", (e, model.get_weights(), model.optimizer.iterations)))
+    history = model.fit(x, y, epochs=4, batch_size=64, verbose=0,
+                        callbacks=[BackupAndRestore(backup), probe])
+    epoch, weights, iterations = resumed["first"]
+    assert epoch == 2 and history.epoch == [2, 3]
+    for got, want in zip(weights, at_end[1][0]):
+        np.testing.assert_allclose(got, want)
+    assert iterations == at_end[1][1]
+    assert not os.path.exists(backup)

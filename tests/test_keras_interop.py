@@ -127,6 +127,40 @@ ARCHITECTURES = {"branchy": branchy, "recurrent": recurrent, "convnet": convnet}
 # ---------------------------------------------------------------------------- tests
 
 
+class _KerasReference:
+    """One Keras model per architecture for the whole module (Keras builds are slow)."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.cache = {}
+
+    def __call__(self, arch):
+        if arch not in self.cache:
+            km = ARCHITECTURES[arch](KERAS)
+            _randomize_keras(km)
+            x = _inputs(arch, np.random.default_rng(1))
+            weights_file = self.directory / f"{arch}.weights.h5"
+            km.save_weights(weights_file)
+            self.cache[arch] = types.SimpleNamespace(
+                model=km, x=x, outputs=_keras_predict(km, x), weights=km.get_weights(),
+                weights_file=weights_file, directory=self.directory)
+        ref = self.cache[arch]
+        ref.model.set_weights(ref.weights)  # undo what an earlier test loaded
+        return ref
+
+    def archive(self, arch, suffix=".keras"):
+        """The reference model saved whole (`.keras`, or legacy HDF5 for `.h5`)."""
+        path = self.directory / f"{arch}_full{suffix}"
+        if not path.exists():
+            self(arch).model.save(path)
+        return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return _KerasReference(tmp_path_factory.mktemp("keras_reference"))
+
+
 def test_group_names_follow_keras_snake_case():
     from keras.src.utils.naming import to_snake_case
 
@@ -137,51 +171,40 @@ def test_group_names_follow_keras_snake_case():
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_keras_file_loads_into_jaxgraph_and_back(arch, tmp_path):
-    rng = np.random.default_rng(1)
-    km = ARCHITECTURES[arch](KERAS)
-    _randomize_keras(km)
+def test_keras_file_loads_into_jaxgraph_and_back(arch, reference, tmp_path):
+    ref = reference(arch)
     jm = ARCHITECTURES[arch](JG)
-    x = _inputs(arch, rng)
-
-    keras_file = tmp_path / "k.weights.h5"
-    km.save_weights(keras_file)
-    load_weights(jm, keras_file)
-    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+    load_weights(jm, ref.weights_file)
+    _assert_same(_jg_predict(jm, ref.x), ref.outputs)
 
     # jaxgraph writes the very layout Keras writes: same groups, names and shapes.
     jg_file = tmp_path / "j.weights.h5"
     save_weights(jm, jg_file)
-    assert _layout(jg_file).keys() == _layout(keras_file).keys()
-    for key, (name, shapes) in _layout(keras_file).items():
-        assert _layout(jg_file)[key][1] == shapes, key
+    assert _layout(jg_file) == _layout(ref.weights_file)
 
-    # ... and Keras reads it back into a fresh model.
-    km2 = ARCHITECTURES[arch](KERAS)
-    km2.load_weights(jg_file)
-    _assert_same(_keras_predict(km2, x), _keras_predict(km, x))
+    # ... and Keras reads it back (into its model, first scrambled).
+    _randomize_keras(ref.model, seed=11)
+    assert not np.allclose(_keras_predict(ref.model, ref.x)[0], ref.outputs[0])
+    ref.model.load_weights(jg_file)
+    _assert_same(_keras_predict(ref.model, ref.x), ref.outputs)
 
 
-def test_jaxgraph_trained_weights_load_in_keras(tmp_path):
+def test_jaxgraph_trained_weights_load_in_keras(reference, tmp_path):
+    ref = reference("branchy")
     rng = np.random.default_rng(2)
     jm = branchy(JG)
     jm.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in jm.weights])
     path = tmp_path / "trained.weights.h5"
     jm.save_weights(path)
-    km = branchy(KERAS)
-    km.load_weights(path)
-    x = _inputs("branchy", rng)
-    _assert_same(_keras_predict(km, x), _jg_predict(jm, x))
+    ref.model.load_weights(path)
+    _assert_same(_keras_predict(ref.model, ref.x), _jg_predict(jm, ref.x))
 
 
-def test_load_weights_reads_a_keras_archive(tmp_path):
-    km = convnet(KERAS)
-    _randomize_keras(km, seed=3)
-    km.save(tmp_path / "full.keras")
+def test_load_weights_reads_a_keras_archive(reference):
+    ref = reference("convnet")
     jm = convnet(JG)
-    load_weights(jm, tmp_path / "full.keras")
-    x = _inputs("convnet", np.random.default_rng(0))
-    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+    load_weights(jm, reference.archive("convnet"))
+    _assert_same(_jg_predict(jm, ref.x), ref.outputs)
 
 
 # ---------------------------------------------------------------------------- by name
@@ -214,64 +237,50 @@ def test_load_keras_weights_matches_by_name_not_order(tmp_path):
     assert not np.allclose(jq2, kq)
 
 
-def test_load_keras_weights_from_keras_archive_and_nested_models(tmp_path):
-    km = branchy(KERAS)
-    _randomize_keras(km, seed=5)
-    km.save(tmp_path / "b.keras")
+def test_load_keras_weights_from_keras_archive_and_nested_models(reference):
+    ref = reference("branchy")
     jm = branchy(JG)
-    load_keras_weights(jm, tmp_path / "b.keras")
-    x = _inputs("branchy", np.random.default_rng(0))
-    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+    load_keras_weights(jm, reference.archive("branchy"))
+    _assert_same(_jg_predict(jm, ref.x), ref.outputs)
 
 
-def test_load_keras_weights_recurrent_wrappers(tmp_path):
-    km = recurrent(KERAS)
-    _randomize_keras(km, seed=6)
-    km.save_weights(tmp_path / "r.weights.h5")
+def test_load_keras_weights_recurrent_wrappers(reference):
+    ref = reference("recurrent")
     jm = recurrent(JG)
-    load_keras_weights(jm, tmp_path / "r.weights.h5")
-    x = _inputs("recurrent", np.random.default_rng(0))
-    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+    load_keras_weights(jm, ref.weights_file)
+    _assert_same(_jg_predict(jm, ref.x), ref.outputs)
 
 
-def test_archive_without_name_attributes_uses_its_config(tmp_path):
-    km = branchy(KERAS)
-    _randomize_keras(km, seed=7)
-    km.save(tmp_path / "b.keras")
+def test_archive_without_name_attributes_uses_its_config(reference, tmp_path):
+    ref = reference("branchy")
     # Strip the `name` attributes, as early Keras 3 releases wrote them.
-    with zipfile.ZipFile(tmp_path / "b.keras") as z:
+    with zipfile.ZipFile(reference.archive("branchy")) as z:
         members = {n: z.read(n) for n in z.namelist()}
     buffer = io.BytesIO(members["model.weights.h5"])
     with h5py.File(buffer, "r+") as f:
         f.visititems(lambda n, o: o.attrs.__delitem__("name") if "name" in o.attrs else None)
     members["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(tmp_path / "bare.keras", "w") as z:  # no config to fall back on
+        z.writestr("model.weights.h5", members["model.weights.h5"])
+    with pytest.raises(ValueError, match="does not record layer names"):
+        load_keras_weights(branchy(JG), tmp_path / "bare.keras")
     with zipfile.ZipFile(tmp_path / "old.keras", "w") as z:
         for n, data in members.items():
             z.writestr(n, data)
     jm = branchy(JG)
     load_keras_weights(jm, tmp_path / "old.keras")
-    x = _inputs("branchy", np.random.default_rng(0))
-    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+    _assert_same(_jg_predict(jm, ref.x), ref.outputs)
 
 
-def test_load_keras_weights_from_legacy_h5(tmp_path):
-    km = recurrent(KERAS)
-    _randomize_keras(km, seed=8)
-    km.save(tmp_path / "legacy.h5")  # Keras 2 style HDF5
-    jm = recurrent(JG)
-    load_keras_weights(jm, tmp_path / "legacy.h5")
-    x = _inputs("recurrent", np.random.default_rng(0))
-    _assert_same(_jg_predict(jm, x), _keras_predict(km, x))
+@pytest.mark.parametrize("arch", ["recurrent", "branchy"])
+def test_load_keras_weights_from_legacy_h5(arch, reference):
+    ref = reference(arch)
+    legacy = reference.archive(arch, ".h5")  # Keras 2 style HDF5; nested models list
+    jm = ARCHITECTURES[arch](JG)             # their layers' weights as `<layer>/<weight>`
+    load_keras_weights(jm, legacy)
+    _assert_same(_jg_predict(jm, ref.x), ref.outputs)
     with pytest.raises(ValueError, match="legacy HDF5"):
-        load_weights(recurrent(JG), tmp_path / "legacy.h5")
-
-    kb = branchy(KERAS)  # a nested model's group lists its layers' weights by name
-    _randomize_keras(kb, seed=9)
-    kb.save(tmp_path / "legacy_nested.h5")
-    jb = branchy(JG)
-    load_keras_weights(jb, tmp_path / "legacy_nested.h5")
-    xb = _inputs("branchy", np.random.default_rng(0))
-    _assert_same(_jg_predict(jb, xb), _keras_predict(kb, xb))
+        load_weights(ARCHITECTURES[arch](JG), legacy)
 
 
 def test_load_keras_weights_reports_every_mismatch_on_both_sides(tmp_path):

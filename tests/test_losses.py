@@ -225,6 +225,24 @@ def test_functions_and_customs_serialize():
         losses.register("mse", scaled_mae)
 
 
+def test_keras_style_subclass_with_call():
+    class ScaledMSE(losses.Loss):
+        def __init__(self, scale=2.0, name="scaled_mse", reduction="sum_over_batch_size"):
+            super().__init__(name=name, reduction=reduction)
+            self.scale = scale
+
+        def call(self, y_true, y_pred):
+            return self.scale * jnp.mean(jnp.square(y_true - y_pred), axis=-1)
+
+    y_true, y_pred = _data("regression")
+    loss = ScaledMSE(3.0)
+    np.testing.assert_allclose(loss(y_true, y_pred), 3 * losses.mse(y_true, y_pred), rtol=1e-6)
+    assert losses.unwrap(loss) == (loss, {})
+    losses.validate(loss, (8, 4), (None, 4), "out")
+    with pytest.raises(ValueError, match="out"):
+        losses.validate(loss, (8, 4), (None, 3), "out")
+
+
 def test_crossentropy_resolution_by_shape():
     assert losses.resolve_crossentropy((None, 1), (None, 1)) is losses.binary_crossentropy
     assert losses.resolve_crossentropy((None,), (None, 10)) is (

@@ -287,3 +287,11 @@ def test_register_custom_function():
     assert clone.fn is within_tenth
     with pytest.raises(ValueError, match="built-in"):
         metrics.register("auc", within_tenth)
+
+
+def test_batch_level_function_counts_once_per_live_batch():
+    metric = metrics.MeanMetricWrapper(lambda t, p: jnp.mean(p), name="mean_pred")
+    state = metric.update(metric.init(), np.zeros(4), np.full(4, 2.0), np.ones(4))
+    state = metric.update(state, np.zeros(4), np.full(4, 4.0))
+    state = metric.update(state, np.zeros(4), np.full(4, 99.0), np.zeros(4))  # all padding
+    np.testing.assert_allclose(metric.result(state), 3.0)

@@ -97,9 +97,11 @@ class BackupAndRestore(Callback):
         import orbax.checkpoint as ocp
 
         if self._manager is None:
+            # cleanup_tmp_directories: a save killed before its final rename left a
+            # temporary directory, never listed as a step; remove it on open.
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=2 if self.double_checkpoint else 1, create=True,
-                enable_async_checkpointing=False)
+                cleanup_tmp_directories=True, enable_async_checkpointing=False)
             self._manager = ocp.CheckpointManager(self.backup_dir, options=options)
         return self._manager
 

@@ -11,12 +11,17 @@ every `refresh_interval` seconds.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 
 from tqdm import tqdm
 
 from .base import Callback
+
+# A fixed-width bar: while running, the line is trimmed to the terminal; at the end
+# of an epoch it is redrawn in full with every metric.
+_BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} [{bar:30}] {elapsed}<{remaining}, {rate_fmt}{postfix}"
 
 
 def _interactive() -> bool:
@@ -57,18 +62,12 @@ class ProgbarLogger(Callback):
     """Prints metrics to stdout: a live bar with ETA (verbose=1 on a terminal), or one
     line per epoch (verbose=2, or verbose=1 when stdout is a file or a pipe).
 
-    `count_mode` and `stateful_metrics` are the Keras 2 arguments; counting is always
-    in steps, and every metric the trainer logs is already a running average.
+    Counts steps (as Keras 3 does); the metrics shown are the trainer's running
+    averages. The live bar reads batch logs at most every `refresh_interval` seconds.
     """
 
-    def __init__(self, count_mode: str = "steps", stateful_metrics=None,
-                 refresh_interval: float = 0.1):
+    def __init__(self, refresh_interval: float = 0.1):
         super().__init__()
-        if count_mode not in ("steps", "samples"):
-            raise ValueError(f"ProgbarLogger: count_mode must be 'steps' or 'samples', "
-                             f"got {count_mode!r}")
-        self.count_mode = count_mode
-        self.stateful_metrics = set(stateful_metrics or ())
         self.refresh_interval = float(refresh_interval)
         self.verbose = 1
         self.epochs = 1
@@ -100,9 +99,11 @@ class ProgbarLogger(Callback):
         self._epoch_start = time.perf_counter()
         self._last_read = 0.0
         if self._live:
+            # A pseudo-terminal may report a 0x0 size, which would hide the bar.
+            size = shutil.get_terminal_size((100, 24))
             self._bar = tqdm(total=total, desc=desc, unit="step", file=sys.stdout,
-                             dynamic_ncols=True, leave=True,
-                             mininterval=self.refresh_interval)
+                             ncols=size.columns, nrows=size.lines, leave=True,
+                             mininterval=self.refresh_interval, bar_format=_BAR_FORMAT)
 
     def _advance(self, batch: int, logs) -> None:
         if self._bar is None:
@@ -122,6 +123,7 @@ class ProgbarLogger(Callback):
             if steps is not None and self._bar.n < steps:
                 self._bar.update(steps - self._bar.n)
             self._bar.set_postfix_str(format_logs(logs or {}), refresh=False)
+            self._bar.ncols = None  # the final line shows every metric, untrimmed
             self._close()
         return elapsed
 

@@ -20,12 +20,13 @@ from .conv import (
 
 
 def _lowest(dtype):
-    """The identity of `max` for this dtype."""
+    """The identity of `max` for this dtype, as a Python scalar: lax only recognises
+    (and differentiates) the max/add window reductions when the init value is one."""
     if jnp.issubdtype(dtype, jnp.floating):
-        return jnp.array(-jnp.inf, dtype)
+        return -float("inf")
     if jnp.issubdtype(dtype, jnp.integer):
-        return jnp.array(jnp.iinfo(dtype).min, dtype)
-    return jnp.array(False, dtype)
+        return int(jnp.iinfo(dtype).min)
+    return False
 
 
 def _as_float(x, dtype):
@@ -68,8 +69,7 @@ class _Pooling(Layer):
         if self._reduce == "max":
             return self._reduce_window(x, _lowest(x.dtype), lax.max)
         x = _as_float(x, self.compute_dtype)
-        zero = jnp.array(0, x.dtype)
-        sums = self._reduce_window(x, zero, lax.add)
+        sums = self._reduce_window(x, 0.0, lax.add)
         if self.padding == "valid":
             count = 1
             for p in self.pool_size:
@@ -79,7 +79,7 @@ class _Pooling(Layer):
         spatial_shape = [1] * x.ndim
         for axis in spatial_axes(self.rank, self.data_format):
             spatial_shape[axis] = x.shape[axis]
-        counts = self._reduce_window(jnp.ones(spatial_shape, x.dtype), zero, lax.add)
+        counts = self._reduce_window(jnp.ones(spatial_shape, x.dtype), 0.0, lax.add)
         return sums / counts
 
     def compute_output_shape(self, input_shape):

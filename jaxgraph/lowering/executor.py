@@ -97,9 +97,24 @@ def init_variables(model: Functional, rng) -> dict:
     return {"params": params, "state": state}
 
 
+def _initialize_missing(entries) -> None:
+    """Create every missing layer value in ONE compiled program (not one per weight)."""
+    missing = [layer for layer, _ in entries if layer._values is None and layer.built]
+    if not missing:
+        return
+    from ..random import next_key
+
+    def init_all(key):
+        return [layer.init_values(jax.random.fold_in(key, i)) for i, layer in enumerate(missing)]
+
+    for layer, values in zip(missing, jax.jit(init_all)(next_key())):
+        layer._set_values(values)
+
+
 def gather_variables(model: Functional) -> dict:
     """The layers' current values as one variables pytree."""
     entries, _ = layout(model)
+    _initialize_missing(entries)
     params: dict = {}
     state: dict = {}
     for layer, path in entries:

@@ -466,10 +466,25 @@ def apply_weights_h5(model, f, source: str, skip_mismatch: bool = False) -> None
 
 
 def assign_by_name(model, loaded: dict[int, dict[str, np.ndarray]]) -> None:
-    """Set each layer's weights (keyed by id(layer), then weight name)."""
+    """Set each layer's weights (keyed by id(layer), then weight name; shapes checked).
+
+    Every weight of a layer is given, so the values are stored directly instead of
+    through `set_weights`, which would first create (randomly initialize) the old ones.
+    """
+    import jax.numpy as jnp
+
     from ..lowering.executor import layout
 
     by_id = {id(layer): layer for layer, _ in layout(model)[0]}
     for key, arrays in loaded.items():
         layer = by_id[key]
-        layer.set_weights([arrays[w.name] for w in layer.weights])
+        values = {}
+        for w in layer.weights:
+            value = np.asarray(arrays[w.name], dtype=w.dtype)
+            if value.shape != tuple(w.shape):
+                raise ValueError(
+                    f"Layer {layer.name!r}: weight {w.name!r} has shape {tuple(w.shape)}, "
+                    f"got {value.shape}"
+                )
+            values[w.name] = jnp.asarray(value)
+        layer._set_values(values)

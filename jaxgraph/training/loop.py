@@ -56,6 +56,7 @@ def _make_callbacks(model, trainer, callbacks, verbose, params, validation_data,
     before = trainer.push_to_model if trainer is not None else None
     after = trainer.pull_from_model if trainer is not None else None
     cbl = CallbackList(cbs, model=model, params=params, before_hook=before, after_hook=after)
+    model._callback_list = cbl  # lets BackupAndRestore save its siblings' state
     return cbl, history
 
 

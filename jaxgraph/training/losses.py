@@ -267,8 +267,12 @@ class Loss:
             return kwargs[item]
         raise AttributeError(f"{type(self).__name__!s} has no attribute {item!r}")
 
-    def __call__(self, y_true, y_pred):
+    def call(self, y_true, y_pred):
+        """Keras-style subclasses override this with their own per-sample loss."""
         return self.fn(y_true, y_pred, **self.kwargs)
+
+    def __call__(self, y_true, y_pred):
+        return self.call(y_true, y_pred)
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, **self.kwargs}
@@ -486,7 +490,9 @@ def serialize(loss):
 def unwrap(loss):
     """(underlying function, its keyword arguments) of a loss, partials included."""
     loss = get(loss)
-    if isinstance(loss, Loss):
+    if isinstance(loss, Loss) and type(loss).call is not Loss.call:
+        fn, kwargs = loss, {}
+    elif isinstance(loss, Loss):
         fn, kwargs = loss.fn, dict(loss.kwargs)
     else:
         fn, kwargs = loss, {}
@@ -498,7 +504,7 @@ def unwrap(loss):
 
 def resolve_crossentropy(y_true_shape, y_pred_shape):
     """Keras 3's 'crossentropy' / 'ce': binary, sparse or categorical from the shapes."""
-    kind = _shape_kind(y_true_shape, y_pred_shape)
+    kind = shape_kind(y_true_shape, y_pred_shape)
     return {
         "binary": binary_crossentropy,
         "sparse": sparse_categorical_crossentropy,
@@ -506,7 +512,8 @@ def resolve_crossentropy(y_true_shape, y_pred_shape):
     }[kind]
 
 
-def _shape_kind(y_true_shape, y_pred_shape):
+def shape_kind(y_true_shape, y_pred_shape):
+    """'binary', 'sparse' or 'categorical', by Keras 3's shape rule."""
     true_shape, pred_shape = tuple(y_true_shape), tuple(y_pred_shape)
     if pred_shape and pred_shape[-1] == 1:
         return "binary"

@@ -76,8 +76,10 @@ def _sample_weights(sample_weight, batch):
 def _weighted_total(values, sample_weight):
     """Keras's Mean update: per-sample means, weighted, zero-weight rows dropped."""
     values = jnp.asarray(values, jnp.float32)
-    if values.ndim == 0:
-        values = values[None]
+    if values.ndim == 0:  # a batch-level value (custom fn): one observation per live batch
+        live = 1.0 if sample_weight is None else jnp.any(jnp.asarray(sample_weight) != 0)
+        live = jnp.asarray(live, jnp.float32)
+        return jnp.where(live > 0, values, 0.0), live
     weights = _sample_weights(sample_weight, values.shape[0])
     values, weights = align(values, weights)
     if values.ndim > weights.ndim:
@@ -638,7 +640,7 @@ def _kind(loss, output_shape, y_true_shape):
         return None, from_logits
     if y_true_shape is None:
         return ("binary" if tuple(output_shape)[-1] == 1 else "categorical"), from_logits
-    return _losses._shape_kind(y_true_shape, output_shape), from_logits
+    return _losses.shape_kind(y_true_shape, output_shape), from_logits
 
 
 def _resolve(identifier, loss, output_shape, y_true_shape):
@@ -686,6 +688,8 @@ def get(identifier, loss=None, output_shape=None, y_true_shape=None):
         return cls.from_config(identifier.get("config") or {})
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
+    if isinstance(identifier, type) and issubclass(identifier, _losses.Loss):
+        return MeanMetricWrapper(identifier())
     if callable(identifier):
         return MeanMetricWrapper(identifier)
     raise TypeError(f"Cannot interpret {identifier!r} as a metric; pass a name, dict or callable.")

@@ -392,7 +392,7 @@ def register(name, obj):
 def _schedule_from_name(owner, name):
     schedule = _CUSTOM.get(name)
     if schedule is None or isinstance(schedule, type):
-        raise ValueError(f"{owner}: unknown learning-rate schedule {name!r}; register it first.")
+        raise ValueError(f"{owner}: learning_rate {name!r} is not a registered schedule.")
     return schedule
 
 

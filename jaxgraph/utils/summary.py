@@ -179,6 +179,15 @@ def _build_table(model, rows, line_length, positions, show_trainable):
     if show_trainable:
         headers.append("Trainable")
     widths = _column_widths(line_length, positions, len(headers))
+    # A column too narrow for its header borrows from the widest one, keeping the total.
+    need = [len(h) + 3 for h in headers]
+    for i in range(len(widths)):
+        while widths[i] < need[i]:
+            donor = max(range(len(widths)), key=lambda j: widths[j] - need[j])
+            if donor == i or widths[donor] <= need[donor]:
+                break
+            widths[donor] -= 1
+            widths[i] += 1
     # Each column loses 3 characters to borders and padding.
     table = Table(box=box.HEAVY_HEAD, show_lines=True, width=None, expand=False)
     for header, width in zip(headers, widths):
