@@ -152,13 +152,15 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     staged = val_staged = None
     if train_arrays is not None:
         xs, ys, sws, n = train_arrays
-        staged = data_mod.Staged.put(xs, ys, sws)
+        if trainer.distribution is not None:
+            trainer.distribution.check_batch(batch_size)
+        staged = trainer.stage(xs, ys, sws)
         k = trainer.choose_k(steps, bool(listeners), progbar_only)
         train = trainer.train_fn(k, masked=steps % k != 0)
         index_fn = trainer.index_fn(n=n, batch_size=batch_size, steps=steps, k=k,
                                     shuffle=bool(shuffle))
     if val_arrays is not None:
-        val_staged = data_mod.Staged.put(*val_arrays[:3])
+        val_staged = trainer.stage(*val_arrays[:3])
     val_batch = validation_batch_size or batch_size or _DEFAULT_BATCH
 
     logs = Logs()
@@ -252,6 +254,9 @@ def _pack(names, arrays, model):
 
 def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables):
     listeners = _wants(cbl, ["on_test_batch_begin", "on_test_batch_end"])
+    if trainer.distribution is not None:  # pad evaluation batches to a multiple of devices
+        r = trainer.distribution.num_replicas
+        batch_size = math.ceil(batch_size / r) * r
     steps = math.ceil(staged.n / batch_size)
     k = 1 if listeners else (1 if trainer.choose_k(steps, False, False) == 1 else steps)
     idx_d, valid_d, _ = trainer.index_fn(n=staged.n, batch_size=batch_size, steps=steps, k=k,
@@ -305,7 +310,7 @@ def run_evaluate(model, trainer, x, y, *, batch_size, verbose, sample_weight, st
         results = _evaluate_stream(model, trainer, cbl, x, steps, variables)
     else:
         xs, ys, sws, n = model._prepare(trainer, x, y, sample_weight, None)
-        staged = data_mod.Staged.put(xs, ys, sws)
+        staged = trainer.stage(xs, ys, sws)
         results = _evaluate_staged(model, trainer, cbl, staged, batch_size or _DEFAULT_BATCH,
                                    variables)
     out = {k: float(v) for k, v in jax.device_get(results).items()}

@@ -46,8 +46,10 @@ def _reduce_per_sample(loss):
 class Steps:
     """Pure functions over the training state for one model + objective + optimizer."""
 
-    def __init__(self, model, objective: Objective, tx: optax.GradientTransformation):
+    def __init__(self, model, objective: Objective, tx: optax.GradientTransformation,
+                 distribution=None):
         self.model = model
+        self.distribution = distribution
         self.objective = objective
         self.tx = tx
         self.trace_counts: collections.Counter = collections.Counter()
@@ -191,10 +193,19 @@ class Steps:
 
     # ------------------------------------------------------------------ gathered / multi-step
 
-    @staticmethod
-    def gather(data, idx):
+    def gather(self, data, idx):
+        """The batch's rows, split over the devices when a distribution is active."""
         xs, ys, sws = data
-        take = lambda a: None if a is None else jnp.take(a, idx, axis=0)  # noqa: E731
+        dist = self.distribution
+
+        def take(a):
+            if a is None:
+                return None
+            rows = jnp.take(a, idx, axis=0)
+            if dist is not None:
+                rows = jax.lax.with_sharding_constraint(rows, dist.batch_sharding(rows.ndim))
+            return rows
+
         return [take(a) for a in xs], [take(a) for a in ys], [take(a) for a in sws]
 
     def train_chunk(self, ts, data, idx_all, valid_all, active_all, c, masked=True):

@@ -151,12 +151,14 @@ class OptimizerHandle:
 class Trainer:
     """Owns the training state and the compiled programs of one `compile()`."""
 
-    def __init__(self, model, objective, optimizer_spec, steps_per_execution="auto"):
+    def __init__(self, model, objective, optimizer_spec, steps_per_execution="auto",
+                 distribution=None):
         self.model = model
         self.objective = objective
         self.optimizer_spec = optimizer_spec
+        self.distribution = distribution
         self.tx = optimizers_mod.to_optax(optimizer_spec)
-        self.steps = Steps(model, objective, self.tx)
+        self.steps = Steps(model, objective, self.tx, distribution)
         self.steps_per_execution = steps_per_execution
         self.ts: dict | None = None
         self.epoch = 0
@@ -182,7 +184,7 @@ class Trainer:
         if self.ts is None:
             rng = jg_random.next_key()
             variables = _copy_tree(self.model.variables)
-            self.ts = unique_buffers(self.steps.init_state(variables, rng))
+            self.ts = self.place(unique_buffers(self.steps.init_state(variables, rng)))
             if self.optimizer.__dict__.get("_pending_lr") is not None:
                 self.optimizer.learning_rate = self.optimizer._pending_lr
             if self._pending_opt_leaves is not None:
@@ -202,8 +204,23 @@ class Trainer:
             return
         variables = _copy_tree(self.model.variables)
         train, frozen = split_params(variables["params"], self.steps.mask(variables["params"]))
-        self.ts = {**self.ts, "train": train, "frozen": frozen, "mstate": variables["state"]}
+        self.ts = self.place({**self.ts, "train": train, "frozen": frozen,
+                              "mstate": variables["state"]})
         self._synced_version = weights_version()
+
+    def place(self, ts: dict) -> dict:
+        """Lay the state out over the devices of the active distribution (if any)."""
+        dist = self.distribution
+        if dist is None:
+            return ts
+        placed = dist.shard_variables({k: ts[k] for k in ("train", "frozen", "mstate", "opt")})
+        rest = jax.device_put({k: v for k, v in ts.items() if k not in placed},
+                              dist.replicated())
+        return {**rest, **placed}
+
+    def stage(self, xs, ys, sws):
+        sharding = None if self.distribution is None else self.distribution.replicated()
+        return data_mod.Staged.put(xs, ys, sws, sharding)
 
     def push_to_model(self) -> None:
         """Publish the live variables to the model (and every model sharing its layers)."""
@@ -328,15 +345,22 @@ class TrainingMixin:
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution="auto",
-                jit_compile=True, auto_scale_loss=True, **kwargs):
-        """Resolve optimizer, per-output losses and metrics; nothing is traced yet."""
+                jit_compile=True, auto_scale_loss=True, distribution=None, **kwargs):
+        """Resolve optimizer, per-output losses and metrics; nothing is traced yet.
+
+        `distribution` (default: `jaxgraph.distribution.set_distribution`'s) spreads
+        training over several devices with jax.sharding.
+        """
         if kwargs:
             raise TypeError(f"compile() got unexpected keyword argument(s) {sorted(kwargs)}")
         self._require_graph()
         spec = optimizers_mod.get(optimizer)
         objective = build_objective(self, loss, loss_weights, metrics, weighted_metrics)
         old = self._trainer
-        self._trainer = Trainer(self, objective, spec, steps_per_execution)
+        from .. import distribution as dist_mod
+
+        self._trainer = Trainer(self, objective, spec, steps_per_execution,
+                                distribution or dist_mod.distribution())
         if old is not None and old.ts is not None:
             old.push_to_model()
         self.optimizer = OptimizerHandle(spec, self._trainer)
