@@ -8,9 +8,9 @@ training dynamics match. Losses and optimizers are named as Keras names them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Callable
 
 import flax.linen as nn
 import jax

@@ -15,8 +15,7 @@ from .training import losses, metrics, optimizers
 for _name, _mod in (("losses", losses), ("metrics", metrics), ("optimizers", optimizers)):
     _sys.modules[f"{__name__}.{_name}"] = _mod
 
-from . import callbacks, datasets, preprocessing, utils  # noqa: E402
-from . import models  # noqa: E402
+from . import callbacks, datasets, distribution, models, preprocessing, utils  # noqa: E402
 
 mixed_precision = dtype_policy
 __version__ = "0.1.0"
@@ -29,6 +28,7 @@ __all__ = [
     "callbacks",
     "constraints",
     "datasets",
+    "distribution",
     "initializers",
     "layers",
     "losses",

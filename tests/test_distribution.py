@@ -50,7 +50,8 @@ SCRIPT = textwrap.dedent(
         for a, b in zip(results[label][1], results["single"][1]):
             np.testing.assert_allclose(a, b, atol=1e-5)
     try:
-        ModelParallel((2, 2), {r"out/kernel": (None, "model")}).param_sharding("out/kernel", (16, 5))
+        mp = ModelParallel((2, 2), {r"out/kernel": (None, "model")})
+        mp.param_sharding("out/kernel", (16, 5))
     except ValueError as e:
         assert "not divisible" in str(e) and "out/kernel" in str(e)
     else:

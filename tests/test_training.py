@@ -85,7 +85,8 @@ def test_multi_output_total_is_weighted_sum_of_output_losses():
     xa, xb = rng.normal(size=(64, 6)).astype("f4"), rng.normal(size=(64, 4)).astype("f4")
     yr, yc = rng.normal(size=(64, 1)).astype("f4"), rng.integers(0, 3, 64)
     model = multi_io()
-    model.compile(optimizer="rmsprop", loss={"reg": "mse", "cls": "sparse_categorical_crossentropy"},
+    model.compile(optimizer="rmsprop",
+                  loss={"reg": "mse", "cls": "sparse_categorical_crossentropy"},
                   loss_weights={"reg": 0.25, "cls": 10.0}, metrics={"cls": ["acc"]})
     out = model.evaluate({"a": xa, "b": xb}, {"reg": yr, "cls": yc}, return_dict=True, verbose=0)
     assert set(out) == {"loss", "reg_loss", "cls_loss", "cls_acc"}

@@ -25,8 +25,8 @@ from .conv import (
     SeparableConvolution2D,
 )
 from .core import (
-    ActivityRegularization,
     Activation,
+    ActivityRegularization,
     Dense,
     Dropout,
     Embedding,
