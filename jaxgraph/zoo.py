@@ -119,3 +119,44 @@ def get_builder(name):
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))} "
                          "(or 'package.module:function')")
     return REGISTRY[name]
+
+
+def synthetic_posts(num_samples=2000, vocabulary_size=2000, seq_len=100, num_income_groups=10,
+                    seed=0):
+    """Generated stand-in for the book's (unpublished) social-media posts data.
+
+    Each post is `seq_len` token ids; a person's gender, income group and age (in
+    decades, 1.8..7.0, so MSE starts near the book's 3-5) each plant a few marker tokens
+    from their own id block among uniform background words, with 10% of markers drawn
+    from a wrong block. Returns `(posts, {"age", "income", "gender"})`, seeded.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    age_bins = 8
+    gender_base, income_base = 1, 21
+    age_base = income_base + 10 * num_income_groups
+    first_word = age_base + 10 * age_bins
+    if vocabulary_size < first_word + 100:
+        raise ValueError(f"synthetic_posts: vocabulary_size must be at least {first_word + 100} "
+                         f"for {num_income_groups} income groups, got {vocabulary_size}")
+    if seq_len < 30:
+        raise ValueError(f"synthetic_posts: seq_len must be at least 30, got {seq_len}")
+    n = int(num_samples)
+    gender = rng.integers(0, 2, n)
+    income = rng.integers(0, num_income_groups, n)
+    age = rng.uniform(1.8, 7.0, n)
+    age_bin = np.minimum(((age - 1.8) / (5.2 / age_bins)).astype(int), age_bins - 1)
+    posts = rng.integers(first_word, vocabulary_size, (n, seq_len))
+    markers = max(2, seq_len // 15)
+    blocks = ((gender_base, gender, 2), (income_base, income, num_income_groups),
+              (age_base, age_bin, age_bins))
+    for base, label, groups in blocks:
+        wrong = rng.random((n, markers)) < 0.1
+        group = np.where(wrong, rng.integers(0, groups, (n, markers)), label[:, None])
+        tokens = base + 10 * group + rng.integers(0, 10, (n, markers))
+        where = rng.integers(0, seq_len, (n, markers))
+        np.put_along_axis(posts, where, tokens, axis=1)
+    targets = {"age": age.astype("float32")[:, None], "income": income.astype("int32"),
+               "gender": gender.astype("float32")[:, None]}
+    return posts.astype("int32"), targets

@@ -146,6 +146,25 @@ def test_conv2d_transpose_dilation_parity():
                   dilation_rate=2, padding="same")
 
 
+def test_conv_transpose_is_the_gradient_of_conv():
+    """Beyond Keras (which refuses strides with dilation): still the adjoint of a conv."""
+    layer = layers.Conv2DTranspose(3, 3, strides=2, dilation_rate=2, use_bias=False,
+                                   kernel_initializer="zeros")
+    x = _inputs((1, 4, 4, 2))
+    layer(x)
+    kernel = _random_weights(layer.weights)[0]  # (kh, kw, 3, 2): a forward conv 3 -> 2
+    layer.set_weights([kernel])
+    y = np.asarray(layer(x))
+    assert y.shape == (1, 11, 11, 3)
+
+    def forward(z):
+        return jax.lax.conv_general_dilated(z, kernel, (2, 2), "VALID", rhs_dilation=(2, 2),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    _, vjp = jax.vjp(forward, jnp.zeros(y.shape))
+    np.testing.assert_allclose(y, np.asarray(vjp(jnp.asarray(x))[0]), rtol=1e-5, atol=1e-5)
+
+
 def test_conv3d_transpose_parity():
     _check_parity("Conv3DTranspose", _inputs((1, 3, 4, 3, 2)), filters=2, kernel_size=2,
                   strides=(2, 1, 2), padding="same")

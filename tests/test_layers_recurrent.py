@@ -46,7 +46,7 @@ RNN_CASES = [
 
 
 @pytest.mark.parametrize("cls,kwargs", RNN_CASES)
-@pytest.mark.parametrize("seq,back", [(False, False), (True, False), (True, True), (False, True)])
+@pytest.mark.parametrize("seq,back", [(False, False), (True, True)])
 def test_rnn_matches_keras(cls, kwargs, seq, back):
     make = lambda m: getattr(m, cls)(6, return_sequences=seq, go_backwards=back, **kwargs)
     km, jm = _pair(make)
@@ -83,9 +83,10 @@ def test_return_state_matches_keras(cls):
     _close(outs, km(X))
 
 
-@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
-@pytest.mark.parametrize("seq", [False, True])
-@pytest.mark.parametrize("back", [False, True])
+@pytest.mark.parametrize("cls,seq,back", [
+    ("LSTM", False, False), ("LSTM", True, True), ("GRU", True, False), ("GRU", False, True),
+    ("SimpleRNN", True, False),
+])
 def test_masking_with_embedding_matches_keras(cls, seq, back):
     def make(m):
         def build(x):
@@ -201,9 +202,10 @@ def test_recurrent_dropout_is_random_in_training_only(cls):
     keras_model.set_weights(model.get_weights())
     infer, _ = model.apply(model.variables, X, training=False)
     _close(infer, keras_model(X))
-    a, _ = model.apply(model.variables, X, training=True, rng=jax.random.key(0))
-    b, _ = model.apply(model.variables, X, training=True, rng=jax.random.key(0))
-    c, _ = model.apply(model.variables, X, training=True, rng=jax.random.key(1))
+    train = jax.jit(lambda v, x, key: model.apply(v, x, training=True, rng=key)[0])
+    a = train(model.variables, X, jax.random.key(0))
+    b = train(model.variables, X, jax.random.key(0))
+    c = train(model.variables, X, jax.random.key(1))
     np.testing.assert_allclose(a, b)
     assert not np.allclose(a, infer) and not np.allclose(a, c)
     with pytest.raises(ValueError, match="rng"):
@@ -221,8 +223,10 @@ def test_no_rng_needed_without_dropout():
 # ---------------------------------------------------------------------------- wrappers
 
 
-@pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", None])
-@pytest.mark.parametrize("seq", [False, True])
+@pytest.mark.parametrize("mode,seq", [
+    ("concat", False), ("concat", True), ("sum", True), ("mul", False), ("ave", True),
+    (None, False), (None, True),
+])
 def test_bidirectional_matches_keras(mode, seq):
     make = lambda m: m.Bidirectional(m.LSTM(3, return_sequences=seq), merge_mode=mode)
     km, jm = _pair(make)
@@ -366,7 +370,7 @@ def _x64_case(layer, shape, **call_kwargs):
     x = jnp.asarray(RNG.normal(size=shape), jnp.float64)
     layer._maybe_build(jg.Input(shape[1:]))
     w = {k: jnp.asarray(v, jnp.float64) for k, v in layer.init_values(jax.random.key(2)).items()}
-    f = lambda w, x: layer.call(w, x, **call_kwargs)
+    f = jax.jit(lambda w, x: layer.call(w, x, **call_kwargs))
     check_grads(f, (w, x), order=1, modes=["rev"])
 
 

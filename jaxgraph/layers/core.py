@@ -296,3 +296,90 @@ class Lambda(Layer):
         return {"function": function_name(self.function, self.name),
                 "arguments": self.arguments, "name": self.name, "trainable": self.trainable}
 
+
+
+class ReLU(Layer):
+    """Keras's ReLU layer: `max_value`, `negative_slope` and `threshold`."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_value = max_value
+        self.negative_slope = negative_slope
+        self.threshold = threshold
+        self.supports_masking = True
+
+    def call(self, w, x):
+        return activations.relu(x, negative_slope=self.negative_slope,
+                                max_value=self.max_value, threshold=self.threshold)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class LeakyReLU(Layer):
+    def __init__(self, negative_slope=0.3, **kwargs):
+        alpha = kwargs.pop("alpha", None)  # the Keras 2 spelling
+        super().__init__(**kwargs)
+        self.negative_slope = alpha if alpha is not None else negative_slope
+        self.supports_masking = True
+
+    def call(self, w, x):
+        return jnp.where(x >= 0, x, self.negative_slope * x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class ELU(Layer):
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = alpha
+        self.supports_masking = True
+
+    def call(self, w, x):
+        return activations.elu(x, alpha=self.alpha)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class Softmax(Layer):
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.supports_masking = True
+
+    def call(self, w, x, mask=None):
+        if mask is not None:
+            x = jnp.where(mask[..., None] if mask.ndim < x.ndim else mask, x, -1e9)
+        return jax.nn.softmax(x, axis=self.axis)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class PReLU(Layer):
+    """Leaky ReLU with a learned slope per unit (`shared_axes` share it)."""
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
+                 shared_axes=None, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.alpha_constraint = constraints.get(alpha_constraint)
+        self.shared_axes = None if shared_axes is None else (
+            [shared_axes] if isinstance(shared_axes, int) else list(shared_axes))
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        shape = list(input_shape[1:])
+        for axis in self.shared_axes or []:
+            shape[axis - 1] = 1
+        self.add_weight("alpha", tuple(shape), self.alpha_initializer,
+                        regularizer=self.alpha_regularizer, constraint=self.alpha_constraint)
+
+    def call(self, w, x):
+        return jnp.maximum(x, 0) + w["alpha"] * jnp.minimum(x, 0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
