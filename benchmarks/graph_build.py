@@ -44,37 +44,35 @@ def residual_chain(n_layers: int, width: int = 64) -> Model:
     return Model(inputs, x)
 
 
-def _timed(fn):
+def _timed(fn, *args):
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     jax.block_until_ready(out)
     return time.perf_counter() - start, out
 
 
+def _one_repeat(builder, n_layers: int, x) -> dict[str, float]:
+    """Seconds of each stage on a freshly built graph."""
+    out = {}
+    out["build"], model = _timed(builder, n_layers)
+    out["init"], variables = _timed(model.init, jax.random.key(0))
+
+    def forward(v, x):
+        return model.apply(v, x)[0]
+
+    out["trace+lower"], lowered = _timed(jax.jit(forward).lower, variables, x)
+    out["compile"], _ = _timed(lowered.compile)
+    jitted = jax.jit(forward)  # a fresh jit: its first call traces and compiles again
+    out["first call"], _ = _timed(jitted, variables, x)
+    out["steady call"], _ = _timed(jitted, variables, x)
+    return out
+
+
 def lowering_figures(builder, n_layers: int, repeats: int) -> dict[str, float]:
-    """Median seconds of each stage, every repeat on a freshly built graph."""
-    stages: dict[str, list[float]] = {k: [] for k in (
-        "build", "init", "trace+lower", "compile", "first call", "steady call")}
+    """Median seconds of each stage over `repeats` fresh graphs."""
     x = jnp.ones((32, 64), jnp.float32)
-    for _ in range(repeats):
-        seconds, model = _timed(lambda: builder(n_layers))
-        stages["build"].append(seconds)
-        seconds, variables = _timed(lambda: model.init(jax.random.key(0)))
-        stages["init"].append(seconds)
-
-        def forward(v, x):
-            return model.apply(v, x)[0]
-
-        seconds, lowered = _timed(lambda: jax.jit(forward).lower(variables, x))
-        stages["trace+lower"].append(seconds)
-        seconds, _ = _timed(lambda: lowered.compile())
-        stages["compile"].append(seconds)
-        jitted = jax.jit(forward)  # a fresh jit: its first call traces and compiles again
-        seconds, _ = _timed(lambda: jitted(variables, x))
-        stages["first call"].append(seconds)
-        seconds, _ = _timed(lambda: jitted(variables, x))
-        stages["steady call"].append(seconds)
-    return {k: statistics.median(v) for k, v in stages.items()}
+    runs = [_one_repeat(builder, n_layers, x) for _ in range(repeats)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
 def mlp_comparison(rounds: int, inner: int = 200) -> tuple[float, float]:

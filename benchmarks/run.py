@@ -140,7 +140,7 @@ def main(argv=None) -> dict:
     p.add_argument("--methods", default=None, help="default: all registered")
     p.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
     p.add_argument("--epochs", type=int, default=2, help="first epoch + steady ones (>= 2)")
-    p.add_argument("--quick", action="store_true", help="small data and batches, one repeat: a smoke test")
+    p.add_argument("--quick", action="store_true", help="smoke test: small data and batches")
     p.add_argument("--max-run-s", type=float, default=60.0,
                    help="a method whose run takes longer is not repeated on that workload")
     p.add_argument("--out", default=None, help="write every run and the medians as JSON")

@@ -210,8 +210,11 @@ def test_trained_model_resumes_with_its_optimizer_state(tmp_path):
     x = RNG.normal(size=(32, 3)).astype("float32")
     y = x.sum(axis=1, keepdims=True)
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    # compile() must record its arguments in JSON form for load_model to replay them.
+    assert model._compile_config["loss"] == "mse"
     model.save(tmp_path / "trained.keras")
     loaded = jaxgraph.models.load_model(tmp_path / "trained.keras")
+    assert loaded._compile_config == model._compile_config
     _same_outputs(model, loaded, x)
     saved = [np.asarray(a) for a in model.get_optimizer_state()]
     model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)

@@ -153,6 +153,24 @@ class Weight:
         return f"<Weight {self.path} shape={self.shape} dtype={self.dtype} {kind}>"
 
 
+def _keyed_initializer(init):
+    """Accept Keras-style custom initializers `fn(shape, dtype=None)` next to ours
+    `fn(key, shape, dtype)`; the former get no key (they are deterministic or use NumPy)."""
+    if isinstance(init, initializers_mod.Initializer) or not callable(init):
+        return init
+    try:
+        first = next(iter(inspect.signature(init).parameters))
+    except (TypeError, ValueError, StopIteration):
+        return init
+    if first != "shape":
+        return init
+
+    def keyed(key, shape, dtype=jnp.float32):
+        return jnp.asarray(init(shape, dtype=dtype), dtype=dtype)
+
+    return keyed
+
+
 class InputSpec:
     """What a built layer accepts: rank and the sizes of the axes it depends on."""
 
@@ -368,7 +386,7 @@ class Layer:
             name,
             shape,
             dtype,
-            initializers_mod.get(initializer),
+            _keyed_initializer(initializers_mod.get(initializer)),
             bool(trainable),
             regularizers_mod.get(regularizer),
             constraints_mod.get(constraint),

@@ -1,0 +1,40 @@
+"""Layer base behaviours not covered elsewhere: Keras-style custom initializers,
+lazy weights drawn from the global seed, trainable weights listing."""
+
+import numpy as np
+
+from jaxgraph import Input, Model, layers
+from jaxgraph.utils import set_random_seed
+
+
+def test_keras_style_initializer_callable():
+    dense = layers.Dense(3, kernel_initializer=lambda shape, dtype=None: np.full(shape, 2.0))
+    i = Input(shape=(2,))
+    Model(i, dense(i))
+    np.testing.assert_array_equal(dense.get_weights()[0], np.full((2, 3), 2.0))
+
+
+def test_lazy_weights_follow_set_random_seed():
+    def build():
+        i = Input(shape=(4,))
+        return Model(i, layers.Dense(2)(layers.Dense(3)(i)))
+
+    set_random_seed(42)
+    a = build().get_weights()
+    set_random_seed(42)
+    b = build().get_weights()
+    set_random_seed(43)
+    c = build().get_weights()
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.allclose(a[0], c[0])
+
+
+def test_frozen_layer_weights_move_to_non_trainable():
+    i = Input(shape=(4,))
+    d = layers.Dense(2)
+    model = Model(i, d(i))
+    assert len(model.trainable_weights) == 2 and not model.non_trainable_weights
+    d.trainable = False
+    assert not model.trainable_weights and len(model.non_trainable_weights) == 2
+    assert [w.path for w in model.weights] == [f"{d.name}/kernel", f"{d.name}/bias"]
