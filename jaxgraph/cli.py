@@ -424,6 +424,11 @@ def make_optimizer(spec):
     kwargs = {k: v for k, v in spec.items() if k != "name"}
     try:
         cls = type(optimizers.get(str(spec["name"])))
+    except ValueError:
+        known = [n for n in optimizers.accepted_names() if n.islower()]
+        raise ConfigError(f"optimizer: unknown optimizer {spec['name']!r}"
+                          f"{_suggest(spec['name'], known)} (known: {', '.join(known)})") from None
+    try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"optimizer: {_one_line(err)}") from None
@@ -445,8 +450,11 @@ def check_losses(loss, output_names):
             continue
         try:
             losses.get(value)
-        except ValueError as err:
-            raise ConfigError(f"{where}: {_one_line(err)}") from None
+        except ValueError:
+            raise ConfigError(f"{where}: unknown loss {value!r}"
+                              f"{_suggest(value, losses.accepted_names())} "
+                              "(names of jaxgraph.losses, e.g. mse, "
+                              "categorical_crossentropy)") from None
 
 
 def make_callbacks(config, out, resume, has_validation):

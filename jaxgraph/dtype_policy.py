@@ -64,4 +64,6 @@ def global_policy() -> DTypePolicy:
 def get(policy) -> DTypePolicy:
     if policy is None:
         return _global
+    if isinstance(policy, dict):  # a Keras 3 config: {'class_name': 'DTypePolicy', 'config': ...}
+        policy = policy.get("config", {}).get("name", "float32")
     return policy if isinstance(policy, DTypePolicy) else DTypePolicy(policy)
