@@ -56,7 +56,6 @@ class PeakRSS:
 
     def __enter__(self):
         gc.collect()
-        jax.clear_caches()
         try:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except OSError:
@@ -164,6 +163,8 @@ def main(argv=None) -> dict:
                 if m in slow:
                     continue
                 done.append(measure(m, w, x, y, args.epochs))
+                print(f"  {wname:<12} {m:<10} repeat {r}: {done[-1]['samples_per_s']:10.1f} "
+                      f"samples/s, run {done[-1]['wall_s']:.1f} s", flush=True)
                 if done[-1]["wall_s"] > args.max_run_s:
                     slow.add(m)
         runs += done

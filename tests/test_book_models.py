@@ -54,7 +54,9 @@ def _signature(model, keras_model=False):
             calls = layer._nodes[:1]
         else:
             calls = [n for n in model._nodes_in_order if n.layer is layer]
-        shapes = tuple(tuple(tuple(t.shape) for t in node.output_tensors) for node in calls)
+        # Distinct shapes only: Keras records an extra call when a Sequential builds itself.
+        shapes = tuple(sorted({tuple(tuple(t.shape) for t in node.output_tensors)
+                               for node in calls}, key=repr))
         rows.append((_type_name(layer), shapes, int(layer.count_params())))
     return sorted(rows, key=repr)
 
@@ -154,7 +156,6 @@ def test_mlp_sequential_and_functional_have_3466_params():
     np.testing.assert_allclose(seq_model(x), model(x), rtol=1e-6)
     labels = jax.nn.one_hot(np.arange(8) % 10, 10)
     exercise(model, x, lambda p: _xent(p, labels))
-    exercise(seq_model, x, lambda p: _xent(p, labels))
 
 
 def test_mlp_matches_keras():
@@ -462,8 +463,11 @@ def test_model_as_layer_on_two_cameras_shares_weights():
     assert len(base.inbound_nodes) == 2
     assert model.count_params() == base.count_params() == (27 * 8 + 8) + (72 * 16 + 16)
     assert model.output_shape == (None, 13, 13, 32)
-    left, right = _floats(0, 2, 32, 32, 3), _floats(1, 2, 32, 32, 3)
-    variables, merged = exercise(model, [left, right], lambda y: jnp.mean(y ** 2))
+    batches = [[_floats(2 * s, 2, 32, 32, 3), _floats(2 * s + 1, 2, 32, 32, 3)]
+               for s in range(3)]
+    left, right = batches[0]
+    variables, merged = exercise(model, batches[0], lambda y: jnp.mean(y ** 2),
+                                 batches=batches)
     assert list(variables["params"]) == ["conv_base"]
     base_out, _ = base.apply({"params": variables["params"]["conv_base"], "state": {}}, left)
     np.testing.assert_allclose(merged[..., :16], base_out, rtol=1e-5, atol=1e-6)

@@ -304,6 +304,19 @@ def test_weights_round_trip_any_suffix_and_keras_layout(tmp_path):
     np.testing.assert_array_equal(fresh.get_weights()[0], model.get_weights()[0])
 
 
+def test_bfloat16_weights_use_keras_encoding(tmp_path):
+    model = Sequential([layers.Dense(3, input_shape=(2,), dtype="bfloat16")])
+    _scramble(model)
+    save_weights(model, tmp_path / "bf.weights.h5")
+    with h5py.File(tmp_path / "bf.weights.h5", "r") as f:
+        assert f["layers/dense/vars/0"].attrs["dtype"] == "bfloat16"
+    fresh = Sequential([layers.Dense(3, input_shape=(2,), dtype="bfloat16")])
+    load_weights(fresh, tmp_path / "bf.weights.h5")
+    assert fresh.get_weights()[0].dtype == model.get_weights()[0].dtype
+    np.testing.assert_array_equal(fresh.get_weights()[0].astype("float32"),
+                                  model.get_weights()[0].astype("float32"))
+
+
 def _mlp(hidden):
     return Sequential([layers.Dense(hidden, input_shape=(4,), name="h"),
                        layers.Dense(2, name="o"), layers.Dense(2, name="last")])
@@ -318,7 +331,8 @@ def test_shape_mismatch_lists_layer_weight_expected_got(tmp_path):
     with pytest.raises(ValueError) as info:
         load_weights(target, tmp_path / "w.weights.h5")
     msg = str(info.value)
-    assert "w.weights.h5" in msg and "2 mismatch" in msg
+    assert "w.weights.h5" in msg and "3 mismatch" in msg
+    assert "'h' (Dense) weight 'bias'" in msg and "(5,)" in msg and "(6,)" in msg
     assert "'h' (Dense) weight 'kernel'" in msg and "(4, 5)" in msg and "(4, 6)" in msg
     assert "'o' (Dense) weight 'kernel'" in msg and "(5, 2)" in msg and "(6, 2)" in msg
     for a, b in zip(before, target.get_weights()):  # nothing assigned
@@ -417,6 +431,9 @@ def test_checkpoint_round_trip_keeps_last_n(tmp_path):
     assert step == 3 and float(np.asarray(state["params"]["w"])[0]) == 3.0
     with pytest.raises(FileNotFoundError, match="step 1"):
         restore_checkpoint(directory, step=1)
+    save_checkpoint({"params": {"w": jnp.zeros(3)}, "step": 4, "opt": []}, directory, 4)
+    step, state = restore_checkpoint(directory)  # saving an existing step replaces it
+    assert step == 4 and float(np.asarray(state["params"]["w"])[0]) == 0.0
 
 
 _CRASHING_SAVE = textwrap.dedent("""
@@ -447,6 +464,7 @@ def test_interrupted_checkpoint_is_ignored(tmp_path):
     step, state = restore_checkpoint(directory)
     assert step == 1
     np.testing.assert_array_equal(np.asarray(state["w"]), np.full(3, 1.0))
-    assert not any("tmp" in name for name in os.listdir(directory))  # and was cleaned up
     save_checkpoint({"w": np.full(3, 3.0)}, directory, 2)  # the step can be written again
-    assert restore_checkpoint(directory)[0] == 2
+    assert sorted(os.listdir(directory)) == ["1", "2"]  # and the torn write is gone
+    step, state = restore_checkpoint(directory)
+    assert step == 2 and float(np.asarray(state["w"])[0]) == 3.0

@@ -1,6 +1,7 @@
 """Every layer class, plus the merge helpers (`add`, `concatenate`, ...)."""
 
 from ..graph.input_layer import Input, InputLayer
+from .attention import AdditiveAttention, Attention, EinsumDense, MultiHeadAttention
 from .base import InputSpec, Layer, Weight
 from .conv import (
     Conv1D,
@@ -93,6 +94,18 @@ from .pooling import (
     MaxPooling1D,
     MaxPooling2D,
     MaxPooling3D,
+)
+from .preprocessing import (
+    CenterCrop,
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+    Rescaling,
+    Resizing,
 )
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from .regularization import (

@@ -457,11 +457,17 @@ class Layer:
         specs = self.weights
         weights = list(weights)
         if len(weights) != len(specs):
+            if not self.built:
+                raise ValueError(
+                    f"Layer {self.name!r} is not built yet, so it has no weights to set: "
+                    "call it on an input first."
+                )
             raise ValueError(
                 f"Layer {self.name!r} expects {len(specs)} weights "
                 f"({[w.name for w in specs]}), but set_weights got {len(weights)}"
             )
-        values = dict(self._current_values()) if specs else {}
+        # Every weight is replaced, so there is no need to draw initial values first.
+        values = {}
         for spec, value in zip(specs, weights):
             value = np.asarray(value)
             if tuple(value.shape) != spec.shape:

@@ -12,6 +12,10 @@ step outputs the previous output (the first state), or zeros when
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -53,12 +57,109 @@ class _ForgetBiasInitializer:
         return {"units": self.units}
 
 
+# ---------------------------------------------------------------------------- the loop
+
+
+class _Spec(NamedTuple):
+    """Everything static about one recurrence; hashable, so compiled loops are reused."""
+
+    kind: str  # "simple", "gru" or "lstm"
+    units: int
+    activation: Callable
+    recurrent_activation: Callable | None
+    use_bias: bool
+    reset_after: bool
+    go_backwards: bool
+    unroll: bool
+    zero_output_for_mask: bool
+    collect: bool  # whether per-step outputs are needed
+
+
+def _recurrent(h, kernel, rec_mask, gates, units):
+    """h @ recurrent_kernel[:, blocks], with one dropout mask per block if given."""
+    if rec_mask is None:
+        return jnp.matmul(h, kernel[:, gates[0] * units:(gates[-1] + 1) * units])
+    return jnp.concatenate(
+        [jnp.matmul(h * rec_mask[g], kernel[:, g * units:(g + 1) * units]) for g in gates],
+        axis=-1)
+
+
+def _simple_step(spec, rec_w, rec_mask, zx, states):
+    h = states[0]
+    if rec_mask is not None:
+        h = h * rec_mask
+    out = spec.activation(zx + jnp.matmul(h, rec_w["recurrent_kernel"]))
+    return out, (out,)
+
+
+def _gru_step(spec, rec_w, rec_mask, zx, states):
+    h = states[0]
+    u = spec.units
+    kernel = rec_w["recurrent_kernel"]
+    x_z, x_r, x_h = zx[:, :u], zx[:, u:2 * u], zx[:, 2 * u:]
+    if spec.reset_after:
+        inner = _recurrent(h, kernel, rec_mask, (0, 1, 2), u)
+        if spec.use_bias:
+            inner = inner + rec_w["recurrent_bias"]
+        z = spec.recurrent_activation(x_z + inner[:, :u])
+        r = spec.recurrent_activation(x_r + inner[:, u:2 * u])
+        hh = spec.activation(x_h + r * inner[:, 2 * u:])
+    else:
+        inner = _recurrent(h, kernel, rec_mask, (0, 1), u)
+        z = spec.recurrent_activation(x_z + inner[:, :u])
+        r = spec.recurrent_activation(x_r + inner[:, u:])
+        h_h = h if rec_mask is None else h * rec_mask[2]
+        hh = spec.activation(x_h + jnp.matmul(r * h_h, kernel[:, 2 * u:]))
+    out = z * h + (1.0 - z) * hh
+    return out, (out,)
+
+
+def _lstm_step(spec, rec_w, rec_mask, zx, states):
+    h, c = states
+    u = spec.units
+    z = zx + _recurrent(h, rec_w["recurrent_kernel"], rec_mask, (0, 1, 2, 3), u)
+    i = spec.recurrent_activation(z[:, :u])
+    f = spec.recurrent_activation(z[:, u:2 * u])
+    c = f * c + i * spec.activation(z[:, 2 * u:3 * u])
+    o = spec.recurrent_activation(z[:, 3 * u:])
+    h = o * spec.activation(c)
+    return h, (h, c)
+
+
+_STEPS = {"simple": _simple_step, "gru": _gru_step, "lstm": _lstm_step}
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _scan(spec, rec_w, rec_mask, zx, keep, states):
+    """Run the recurrence over time-major `zx`; returns (final states, outputs or None).
+
+    Masked steps (keep False) carry the states over and output the previous output
+    (the first state) or zeros, as Keras 3 does.
+    """
+    step = _STEPS[spec.kind]
+
+    def body(carry, xs):
+        if keep is None:
+            out, new = step(spec, rec_w, rec_mask, xs, carry)
+        else:
+            z_t, keep_t = xs
+            out, new = step(spec, rec_w, rec_mask, z_t, carry)
+            new = tuple(jnp.where(keep_t, n, s) for n, s in zip(new, carry))
+            fallback = jnp.zeros_like(out) if spec.zero_output_for_mask else carry[0]
+            out = jnp.where(keep_t, out, fallback)
+        return new, (out if spec.collect else None)
+
+    xs = zx if keep is None else (zx, keep)
+    return jax.lax.scan(body, states, xs, reverse=spec.go_backwards, unroll=spec.unroll)
+
+
 # ---------------------------------------------------------------------------- RNN base
 
 
 class _RNN(Layer):
     """Shared plumbing of the three recurrent layers: weights, dropout, masking, scan."""
 
+    _kind = "simple"  # which step function of _STEPS runs the recurrence
     _gates = 1  # blocks of `units` columns in the kernels
     _n_states = 1
 
@@ -140,7 +241,7 @@ class _RNN(Layer):
     def compute_output_spec(self, *args, **kwargs):
         init = kwargs.get("initial_state")
         if init is not None:
-            self._check_initial_state(init, symbolic=True)
+            self._check_initial_state(init)
         return super().compute_output_spec(*args, **kwargs)
 
     def compute_mask(self, inputs, mask=None):
@@ -152,7 +253,7 @@ class _RNN(Layer):
     def needs_rng(self) -> bool:
         return 0.0 < self.dropout < 1.0 or 0.0 < self.recurrent_dropout < 1.0
 
-    def _check_initial_state(self, init, symbolic=False):
+    def _check_initial_state(self, init):
         states = list(init) if isinstance(init, (list, tuple)) else [init]
         if len(states) != self._n_states:
             raise ValueError(
@@ -207,17 +308,8 @@ class _RNN(Layer):
         bias = self._input_bias(w)
         return z if bias is None else z + bias
 
-    def _recurrent(self, h, kernel, rec_mask, gates):
-        """h @ recurrent_kernel[:, blocks], with one dropout mask per block if given."""
-        u = self.units
-        if rec_mask is None:
-            return jnp.matmul(h, kernel[:, gates[0] * u:(gates[-1] + 1) * u])
-        masks = rec_mask if rec_mask.ndim == 3 else [rec_mask] * self._gates
-        return jnp.concatenate(
-            [jnp.matmul(h * masks[g], kernel[:, g * u:(g + 1) * u]) for g in gates], axis=-1)
-
-    def _step(self, w, rec_mask, zx, states):
-        raise NotImplementedError
+    def _recurrent_weights(self, w):
+        return {"recurrent_kernel": w["recurrent_kernel"]}
 
     def call(self, w, inputs, training=False, rng=None, mask=None, initial_state=None):
         x = inputs
@@ -243,21 +335,10 @@ class _RNN(Layer):
                 mask = jnp.any(mask, axis=-1)
             keep = jnp.swapaxes(mask.astype(bool), 0, 1)[..., None]  # (time, batch, 1)
         collect = self.return_sequences or (keep is not None and self.zero_output_for_mask)
-
-        def body(carry, xs):
-            if keep is None:
-                out, new = self._step(w, rec_mask, xs, carry)
-            else:
-                z_t, keep_t = xs
-                out, new = self._step(w, rec_mask, z_t, carry)
-                new = tuple(jnp.where(keep_t, n, s) for n, s in zip(new, carry))
-                fallback = jnp.zeros_like(out) if self.zero_output_for_mask else carry[0]
-                out = jnp.where(keep_t, out, fallback)
-            return new, (out if collect else None)
-
-        xs = zx if keep is None else (zx, keep)
-        final, outs = jax.lax.scan(body, states, xs, reverse=self.go_backwards,
-                                   unroll=self.unroll)
+        spec = _Spec(self._kind, self.units, self.activation, self.recurrent_activation,
+                     self.use_bias, getattr(self, "reset_after", False), self.go_backwards,
+                     self.unroll, self.zero_output_for_mask, collect)
+        final, outs = _scan(spec, self._recurrent_weights(w), rec_mask, zx, keep, states)
         if self.return_sequences:
             output = jnp.swapaxes(outs, 0, 1)
             if self.go_backwards:  # Keras returns the outputs in processing order
@@ -293,20 +374,13 @@ class SimpleRNN(_RNN):
                         seed, return_sequences, return_state, go_backwards, stateful, unroll,
                         zero_output_for_mask)
 
-    def _step(self, w, rec_mask, zx, states):
-        h = states[0]
-        if rec_mask is not None:
-            h = h * rec_mask
-        out = self.activation(zx + jnp.matmul(h, w["recurrent_kernel"]))
-        return out, (out,)
-
-
 class GRU(_RNN):
     """Gated recurrent unit, gates z, r, h; `reset_after=True` (cuDNN-style) by default.
 
     With reset_after the bias is (2, 3 * units): input bias then recurrent bias.
     """
 
+    _kind = "gru"
     _gates = 3
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
@@ -339,31 +413,17 @@ class GRU(_RNN):
             return None
         return w["bias"][0] if self.reset_after else w["bias"]
 
-    def _step(self, w, rec_mask, zx, states):
-        h = states[0]
-        u = self.units
-        kernel = w["recurrent_kernel"]
-        x_z, x_r, x_h = zx[:, :u], zx[:, u:2 * u], zx[:, 2 * u:]
-        if self.reset_after:
-            inner = self._recurrent(h, kernel, rec_mask, (0, 1, 2))
-            if self.use_bias:
-                inner = inner + w["bias"][1]
-            z = self.recurrent_activation(x_z + inner[:, :u])
-            r = self.recurrent_activation(x_r + inner[:, u:2 * u])
-            hh = self.activation(x_h + r * inner[:, 2 * u:])
-        else:
-            inner = self._recurrent(h, kernel, rec_mask, (0, 1))
-            z = self.recurrent_activation(x_z + inner[:, :u])
-            r = self.recurrent_activation(x_r + inner[:, u:])
-            h_h = h if rec_mask is None else h * rec_mask[2]
-            hh = self.activation(x_h + jnp.matmul(r * h_h, kernel[:, 2 * u:]))
-        out = z * h + (1.0 - z) * hh
-        return out, (out,)
+    def _recurrent_weights(self, w):
+        rec = {"recurrent_kernel": w["recurrent_kernel"]}
+        if self.use_bias and self.reset_after:
+            rec["recurrent_bias"] = w["bias"][1]
+        return rec
 
 
 class LSTM(_RNN):
     """Long short-term memory, gates i, f, c, o; states [h, c]."""
 
+    _kind = "lstm"
     _gates = 4
     _n_states = 2
 
@@ -393,18 +453,6 @@ class LSTM(_RNN):
         if self.unit_forget_bias:
             return _ForgetBiasInitializer(self.bias_initializer, self.units)
         return self.bias_initializer
-
-    def _step(self, w, rec_mask, zx, states):
-        h, c = states
-        u = self.units
-        z = zx + self._recurrent(h, w["recurrent_kernel"], rec_mask, (0, 1, 2, 3))
-        i = self.recurrent_activation(z[:, :u])
-        f = self.recurrent_activation(z[:, u:2 * u])
-        c = f * c + i * self.activation(z[:, 2 * u:3 * u])
-        o = self.recurrent_activation(z[:, 3 * u:])
-        h = o * self.activation(c)
-        return h, (h, c)
-
 
 # ---------------------------------------------------------------------------- wrappers
 

@@ -53,15 +53,16 @@ def _checkpointable(tree):
     return jax.tree_util.tree_map(leaf, tree)
 
 
-def _manager(directory: str, max_to_keep: int | None, create: bool):
+def _manager(directory: str, max_to_keep: int | None, writing: bool):
     import orbax.checkpoint as ocp
 
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
-        create=create,
-        # A save that died before its final rename leaves a temporary directory;
-        # the manager never lists it as a step, and removes it here.
-        cleanup_tmp_directories=True,
+        create=writing,
+        # A save that died before its final rename leaves a temporary directory; the
+        # manager never lists it as a step, and a writing manager removes it (the next
+        # save waits for that cleanup).
+        cleanup_tmp_directories=writing,
         enable_async_checkpointing=False,
     )
     return ocp.CheckpointManager(directory, options=options)
@@ -78,7 +79,7 @@ def save_checkpoint(state_pytree, directory, step: int, max_to_keep: int | None 
 
     directory = os.path.abspath(os.fspath(directory))
     step = int(step)
-    manager = _manager(directory, max_to_keep, create=True)
+    manager = _manager(directory, max_to_keep, writing=True)
     try:
         if step in manager.all_steps():
             manager.delete(step)
@@ -94,7 +95,7 @@ def latest_checkpoint_step(directory) -> int | None:
     directory = os.path.abspath(os.fspath(directory))
     if not os.path.isdir(directory):
         return None
-    manager = _manager(directory, None, create=False)
+    manager = _manager(directory, None, writing=False)
     try:
         return manager.latest_step()
     finally:
@@ -113,7 +114,7 @@ def restore_checkpoint(directory, target=None, step: int | None = None):
     directory = os.path.abspath(os.fspath(directory))
     if not os.path.isdir(directory):
         return None
-    manager = _manager(directory, None, create=False)
+    manager = _manager(directory, None, writing=False)
     try:
         steps = manager.all_steps()
         if step is None:

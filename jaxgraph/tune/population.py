@@ -1,0 +1,394 @@
+"""Populations: K copies of one architecture trained as ONE compiled, vmapped program.
+
+The training state of `fit` is a pytree whose optimizer part holds the learning rate
+and the other float hyperparameters as arrays (optax.inject_hyperparams) and whose
+`loss_weights` is an array too. Stacking K states along a new leading axis and
+`jax.vmap`-ing fit's own epoch program over it trains K trials at the cost of one
+compile, with member i following exactly the steps `fit` would take for it: same
+initial weights, same batches in the same order, same dropout keys.
+
+Dropout rates cannot vary inside a population: a `Dropout` layer's rate is a Python
+constant of the layer, compiled into the program, not an array of the state.
+Integer or structural hyperparameters (units, layers) change the architecture, so
+they need separate populations (or `RandomSearch` / `TPESearch`).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import random as jg_random
+from ..training import data as data_mod
+from ..training import optimizers as optimizers_mod
+from ..training.trainer import unique_buffers
+
+_ALIASES = {"lr": "learning_rate"}
+_STATIC = ("dropout", "rate", "dropout_rate", "units", "layers", "batch_size", "epochs")
+_DEFAULT_BATCH = 32
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _hyperparameter_names(opt_state) -> list[str]:
+    """Names of the hyperparameters held as arrays in an optax state (inject_hyperparams)."""
+    names: list[str] = []
+
+    def injected(node):
+        fields = getattr(node, "_fields", ())
+        return isinstance(node, tuple) and "hyperparams" in fields and "inner_state" in fields
+
+    def walk(tree):
+        for node in jax.tree_util.tree_leaves(tree, is_leaf=injected):
+            if injected(node):
+                names.extend(k for k in node.hyperparams if k not in names)
+                walk(node.inner_state)
+
+    walk(opt_state)
+    return names
+
+
+def _rows(hyperparameters) -> list[dict]:
+    """A list of per-member dicts from a list of dicts or a dict of equal-length arrays."""
+    if isinstance(hyperparameters, dict):
+        if not hyperparameters:
+            raise ValueError("hyperparameters is an empty dict; give at least one name")
+        lengths = {k: len(np.atleast_1d(np.asarray(v, dtype=object)))
+                   if k != "loss_weights" else len(v) for k, v in hyperparameters.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"hyperparameters given as a dict of arrays must have one length; "
+                             f"got {lengths}")
+        k = next(iter(lengths.values()))
+        return [{name: values[i] for name, values in hyperparameters.items()} for i in range(k)]
+    if isinstance(hyperparameters, (list, tuple)):
+        rows = list(hyperparameters)
+        if not rows:
+            raise ValueError("hyperparameters is an empty list; a population needs members")
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise TypeError(f"hyperparameters[{i}] must be a dict, got {row!r}")
+        keys = set(rows[0])
+        for i, row in enumerate(rows):
+            if set(row) != keys:
+                raise ValueError(f"hyperparameters[{i}] has keys {sorted(row)}, but "
+                                 f"hyperparameters[0] has {sorted(keys)}; every member must "
+                                 "set the same names")
+        return [dict(r) for r in rows]
+    raise TypeError("hyperparameters must be a list of dicts or a dict of arrays, got "
+                    f"{type(hyperparameters).__name__}")
+
+
+def _resolve_model(build_fn):
+    from ..models import Model
+
+    model = build_fn if isinstance(build_fn, Model) else None
+    if model is None:
+        if not callable(build_fn):
+            raise TypeError(f"build_fn must be a compiled Model or a callable returning one, "
+                            f"got {build_fn!r}")
+        model = build_fn()
+    if not isinstance(model, Model):
+        raise TypeError(f"build_fn() must return a jaxgraph Model, got {type(model).__name__}")
+    trainer = getattr(model, "_trainer", None)
+    if trainer is None:
+        raise ValueError(f"Model {model.name!r} is not compiled; call model.compile(...) in "
+                         "build_fn")
+    if trainer.distribution is not None:
+        raise ValueError("Populations run on one device; unset the distribution "
+                         "(jaxgraph.distribution.set_distribution(None)) for this model")
+    return model, trainer
+
+
+def _stack(tree, k: int):
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (k,) + jnp.shape(a)), tree)
+
+
+def _index(tree, i: int):
+    return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+# ---------------------------------------------------------------------------- the engine
+
+
+class _Engine:
+    """fit's epoch programs, vmapped over the leading (member) axis of the state."""
+
+    def __init__(self, model, trainer, k: int):
+        self.model = model
+        self.trainer = trainer
+        self.steps = trainer.steps
+        self.k = k
+
+    def prepare(self, x, y, sample_weight, class_weight, batch_size, validation_data,
+                validation_split, validation_batch_size, shuffle):
+        from ..training.loop import _val_arrays
+
+        model, trainer = self.model, self.trainer
+        if data_mod.is_batch_stream(x):
+            raise ValueError("Populations need arrays (x, y), not a generator of batches")
+        xs, ys, sws, n = model._prepare(trainer, x, y, sample_weight, class_weight)
+        val = None
+        if validation_data is None and validation_split:
+            (xs, xv), (ys, yv), (sws, swv) = (data_mod.split_validation(xs, validation_split),
+                                              data_mod.split_validation(ys, validation_split),
+                                              data_mod.split_validation(sws, validation_split))
+            n = xs[0].shape[0]
+            val = (xv, yv, swv, xv[0].shape[0])
+        elif validation_data is not None:
+            if data_mod.is_batch_stream(validation_data):
+                raise ValueError("Populations need validation_data as arrays (x_val, y_val)")
+            val = _val_arrays(model, trainer, validation_data)
+        self.batch_size = int(batch_size or _DEFAULT_BATCH)
+        self.n_steps = math.ceil(n / self.batch_size)
+        self.chunk = trainer.choose_k(self.n_steps, False, False)
+        self.masked = self.n_steps % self.chunk != 0
+        self.staged = data_mod.Staged.put(xs, ys, sws)
+        self.index = trainer.index_fn(n=n, batch_size=self.batch_size, steps=self.n_steps,
+                                      k=self.chunk, shuffle=bool(shuffle))
+        self.val_staged = None
+        if val is not None:
+            self.val_staged = data_mod.Staged.put(*val[:3])
+            vb = int(validation_batch_size or self.batch_size)
+            vsteps = math.ceil(self.val_staged.n / vb)
+            vk = 1 if self.chunk == 1 else vsteps  # as fit's evaluation chooses
+            self.val_index = trainer.index_fn(n=self.val_staged.n, batch_size=vb, steps=vsteps,
+                                              k=vk, shuffle=False)(0, 0)
+
+    @functools.cached_property
+    def train_fn(self):
+        chunk = functools.partial(self.steps.train_chunk, masked=self.masked)
+        return jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None, None, None)),
+                       donate_argnums=0)
+
+    @functools.cached_property
+    def eval_fn(self):
+        steps = self.steps
+
+        def eval_chunk(ms, params, mstate, lw, data, idx_all, valid_all, c):
+            # Steps.eval_chunk with the member's own loss weights.
+            idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
+            valid = jax.lax.dynamic_index_in_dim(valid_all, c, keepdims=False)
+
+            def one(ms, i, v):
+                x, y, sw = steps.gather(data, i)
+                total, per, flat_out, _ = steps.losses(params, mstate, x, y, sw, v, None, False,
+                                                       lw)
+                return steps.update_metrics(ms, total, per, y, flat_out, sw, v)
+
+            if idx.shape[0] == 1:
+                return one(ms, idx[0], valid[0])
+            ms, _ = jax.lax.scan(lambda m, iv: (one(m, *iv), None), ms, (idx, valid))
+            return ms
+
+        return jax.jit(jax.vmap(eval_chunk, in_axes=(0, 0, 0, 0, None, None, None, None)))
+
+    @functools.cached_property
+    def results_fn(self):
+        return jax.jit(jax.vmap(self.steps.results))
+
+    def fresh_metrics(self):
+        return unique_buffers(_stack(self.steps.init_metrics(), self.k))
+
+    def run(self, ts, epochs: int, data_seed: int, verbose: int, objective: str | None):
+        histories = [collections.defaultdict(list) for _ in range(self.k)]
+        data = (self.staged.xs, self.staged.ys, self.staged.sws)
+        for epoch in range(epochs):
+            ts["metrics"] = self.fresh_metrics()
+            idx, valid, active = self.index(data_seed, epoch)
+            for c in range(idx.shape[0]):
+                ts = self.train_fn(ts, data, idx, valid, active, c)
+            logs = dict(self.results_fn(ts["metrics"]))
+            if self.val_staged is not None:
+                variables = self.steps.variables_of(ts)
+                vdata = (self.val_staged.xs, self.val_staged.ys, self.val_staged.sws)
+                vidx, vvalid, _ = self.val_index
+                ms = self.fresh_metrics()
+                for c in range(vidx.shape[0]):
+                    ms = self.eval_fn(ms, variables["params"], variables["state"],
+                                      ts["loss_weights"], vdata, vidx, vvalid, c)
+                logs.update({f"val_{k}": v for k, v in self.results_fn(ms).items()})
+            lr = optimizers_mod.get_learning_rate(ts["opt"])
+            if lr is not None:
+                logs["learning_rate"] = lr
+            host = jax.device_get(logs)  # one transfer per epoch for the whole population
+            for name, values in host.items():
+                values = np.broadcast_to(np.asarray(values, np.float64), (self.k,))
+                for i in range(self.k):
+                    histories[i][name].append(float(values[i]))
+            if verbose:
+                key = objective if objective in host else "loss"
+                vals = np.asarray(host[key], np.float64)
+                print(f"Epoch {epoch + 1}/{epochs} - {key}: best {np.nanmin(vals):.4f}, "
+                      f"median {np.nanmedian(vals):.4f}, worst {np.nanmax(vals):.4f} "
+                      f"({self.k} members)")
+        return ts, [dict(h) for h in histories]
+
+
+# ---------------------------------------------------------------------------- results
+
+
+class Population:
+    """What `train_population` returns: per-member histories, variables and results."""
+
+    def __init__(self, model, hyperparameters, histories, variables, seconds, trace_counts):
+        self.model = model
+        self.hyperparameters = hyperparameters
+        self.histories = histories
+        self.variables = variables  # stacked: every leaf has a leading member axis
+        self.seconds = seconds
+        self.trace_counts = trace_counts
+
+    def __len__(self):
+        return len(self.histories)
+
+    def member_variables(self, i: int) -> dict:
+        """Member i's final `{'params', 'state'}` (for `model.apply`)."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"Population has {len(self)} members; no member {i}")
+        return _index(self.variables, i)
+
+    def default_objective(self) -> str:
+        return "val_loss" if "val_loss" in self.histories[0] else "loss"
+
+    def scores(self, objective: str | None = None, direction: str | None = None) -> np.ndarray:
+        """Each member's best epoch value of `objective` (default val_loss, else loss)."""
+        from .objective import Objective
+
+        obj = Objective(objective or self.default_objective(), direction)
+        if obj.name not in self.histories[0]:
+            raise ValueError(f"The objective {obj.name!r} was never logged; the logged keys "
+                             f"are {sorted(self.histories[0])}")
+        pick = np.nanmin if obj.minimize else np.nanmax
+        return np.asarray([pick(h[obj.name]) for h in self.histories])
+
+    def best(self, objective: str | None = None, direction: str | None = None) -> int:
+        """Index of the best member."""
+        from .objective import Objective
+
+        obj = Objective(objective or self.default_objective(), direction)
+        scores = self.scores(obj.name, obj.direction)
+        return int(np.nanargmin(scores) if obj.minimize else np.nanargmax(scores))
+
+    @property
+    def results(self) -> list[dict]:
+        """One row per member, like `Tuner.results` (all members share the seconds)."""
+        scores = self.scores()
+        return [{"number": i, "hyperparameters": dict(self.hyperparameters[i]),
+                 "score": float(scores[i]), "status": "COMPLETE", "seconds": self.seconds,
+                 "epochs": len(self.histories[i]["loss"])} for i in range(len(self))]
+
+    def get_model(self, i: int):
+        """The population's (shared) model holding member i's weights."""
+        self.model.variables = self.member_variables(i)
+        return self.model
+
+    def __repr__(self):
+        return f"<Population of {len(self)} members of {self.model.name!r}>"
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def _apply_hyperparameters(ts, rows, model, trainer, k):
+    """Write each member's hyperparameter values into the stacked state."""
+    from ..training.objective import _per_output
+
+    available = _hyperparameter_names(ts["opt"])
+    names = [_ALIASES.get(n, n) for n in rows[0]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"hyperparameters name the same thing twice: {sorted(rows[0])}")
+    for raw in rows[0]:
+        name = _ALIASES.get(raw, raw)
+        if name == "loss_weights":
+            per = [np.asarray([float(w) for w in _per_output(r[raw], model.output_names,
+                                                            "loss_weights", allow_missing=False)],
+                              np.float32) for r in rows]
+            ts["loss_weights"] = jnp.asarray(np.stack(per))
+            continue
+        if name in _STATIC:
+            raise ValueError(
+                f"Hyperparameter {raw!r} cannot vary inside a population: it is compiled into "
+                "the program (a dropout rate is a constant of its Dropout layer; sizes change "
+                "the architecture). Train one population per value, or use a tuner.")
+        if name not in available:
+            raise ValueError(
+                f"Hyperparameter {raw!r} is not held in this optimizer's state; the optimizer "
+                f"of model {model.name!r} holds {available} (plus 'loss_weights')."
+                + ("" if available else " Use a jaxgraph.optimizers class, not raw optax."))
+        try:
+            values = np.asarray([float(r[raw]) for r in rows], np.float32)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Hyperparameter {raw!r} must be a float for every member "
+                             f"({e})") from e
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"Hyperparameter {raw!r} has non-finite values {values.tolist()}")
+        ts["opt"] = optimizers_mod.set_hyperparameter(ts["opt"], name, values)
+    return ts
+
+
+def train_population(build_fn, hyperparameters, x, y, epochs=1, batch_size=None,
+                     validation_data=None, validation_split=0.0, shuffle=True,
+                     sample_weight=None, class_weight=None, validation_batch_size=None,
+                     seed=None, verbose=0) -> Population:
+    """Train one member per hyperparameter setting, all in one vmapped compiled program.
+
+    `build_fn` is a compiled Model or a zero-argument callable returning one. Every
+    member starts from the same weights and sees the same batches; `hyperparameters`
+    (a list of dicts, or a dict of equal-length arrays) sets, per member, the learning
+    rate (`learning_rate` or `lr`), any other float the optimizer keeps in its state
+    (`momentum`, `beta_1`, `rho`, `weight_decay`, ...) and `loss_weights`. After
+    `set_random_seed(s)`, member i reproduces `set_random_seed(s); build_fn().fit(...)`
+    with the same settings (`seed=s` does the `set_random_seed` for you).
+    """
+    if seed is not None:
+        jg_random.set_random_seed(seed)
+    rows = _rows(hyperparameters)
+    model, trainer = _resolve_model(build_fn)
+    k = len(rows)
+    engine = _Engine(model, trainer, k)
+    engine.prepare(x, y, sample_weight, class_weight, batch_size, validation_data,
+                   validation_split, validation_batch_size, shuffle)
+    start = time.perf_counter()
+    # Draw keys in the order fit does: dropout key, lazy weights, then the shuffling seed.
+    rng = jg_random.next_key()
+    variables = jax.tree_util.tree_map(jnp.array, model.variables)
+    data_seed = jg_random.next_seed()
+    ts = _stack(trainer.steps.init_state(variables, rng), k)
+    ts = unique_buffers(_apply_hyperparameters(ts, rows, model, trainer, k))
+    before = collections.Counter(trainer.steps.trace_counts)
+    ts, histories = engine.run(ts, int(epochs), data_seed, verbose, None)
+    traces = collections.Counter(trainer.steps.trace_counts)
+    traces.subtract(before)
+    final = jax.block_until_ready(trainer.steps.variables_of(ts))
+    return Population(model, rows, histories, final, time.perf_counter() - start,
+                      +traces)
+
+
+def train_members(model, trainer, n_members: int, keys, x, y, epochs, batch_size, shuffle,
+                  verbose, **data_kwargs) -> Population:
+    """n members from different initial weights (and dropout keys): fit_vmapped's core."""
+    engine = _Engine(model, trainer, n_members)
+    engine.prepare(x, y, data_kwargs.get("sample_weight"), data_kwargs.get("class_weight"),
+                   batch_size, data_kwargs.get("validation_data"),
+                   data_kwargs.get("validation_split", 0.0),
+                   data_kwargs.get("validation_batch_size"), shuffle)
+    start = time.perf_counter()
+    init_keys, rng_keys = keys
+    variables = jax.vmap(model.init)(init_keys)
+    ts = jax.vmap(trainer.steps.init_state)(variables, rng_keys)
+    ts = unique_buffers(ts)
+    data_seed = jg_random.next_seed()
+    before = collections.Counter(trainer.steps.trace_counts)
+    ts, histories = engine.run(ts, int(epochs), data_seed, verbose, None)
+    traces = collections.Counter(trainer.steps.trace_counts)
+    traces.subtract(before)
+    final = jax.block_until_ready(trainer.steps.variables_of(ts))
+    return Population(model, [{"member": i} for i in range(n_members)], histories, final,
+                      time.perf_counter() - start, +traces)
