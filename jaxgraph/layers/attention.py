@@ -397,7 +397,8 @@ class MultiHeadAttention(Layer):
 
     def _eager_call(self, args, kwargs):
         if args:
-            self._build_from_call(tuple(jnp.asarray(a) for a in args), kwargs)
+            self._build_from_call(
+                tuple(a if a is None else jnp.asarray(a) for a in args), kwargs)
         return super()._eager_call(args, kwargs)
 
     # ------------------------------------------------------------------ computing

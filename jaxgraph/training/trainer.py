@@ -577,10 +577,12 @@ def _compile_config(optimizer, spec, loss, loss_weights, metrics, weighted_metri
 
     def ser_loss(value):
         if isinstance(value, dict):
-            return {k: try_(losses_mod.serialize, v) for k, v in value.items()}
+            return {k: ser_loss(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [try_(losses_mod.serialize, v) for v in value]
-        return None if value is None else try_(losses_mod.serialize, value)
+            return [ser_loss(v) for v in value]
+        if value is None or isinstance(value, str):
+            return value
+        return try_(losses_mod.serialize, value)
 
     def ser_metrics(value):
         if value is None:
