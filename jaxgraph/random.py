@@ -7,6 +7,7 @@ from here, never from hidden per-layer state.
 
 from __future__ import annotations
 
+import math
 import random as _py_random
 import threading
 
@@ -56,3 +57,13 @@ def as_key(rng) -> jax.Array | None:
     if hasattr(rng, "shape") and tuple(rng.shape)[-1:] == (2,):
         return jax.random.wrap_key_data(rng)
     raise TypeError(f"rng must be a jax.random.key, a legacy PRNGKey or an int; got {rng!r}")
+
+
+def flat_draw(sampler, key, shape, **kwargs):
+    """`sampler(key, shape=shape)` drawn as one flat vector and reshaped.
+
+    XLA on CPU compiles the threefry generator many times slower for rank >= 3 shapes
+    than for a vector; the values are identical (threefry counts over the flat index).
+    """
+    shape = tuple(shape)
+    return sampler(key, shape=(math.prod(shape),), **kwargs).reshape(shape)

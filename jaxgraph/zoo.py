@@ -60,32 +60,37 @@ def multi_output_posts(vocabulary_size=2000, num_income_groups=10, seq_len=100,
     return Model(posts, [age, income, gender], name="multi_output_posts")
 
 
-def residual_block(x, filters, downsample=False):
+def residual_block(x, filters, downsample=False, momentum=0.9):
     """Conv-BN-relu, Conv-BN, plus a shortcut (a strided 1x1 projection when the shape
     changes, the identity otherwise), then relu: section 7.1.4's residual connection."""
     strides = 2 if downsample else 1
     y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-    y = layers.BatchNormalization()(y)
+    y = layers.BatchNormalization(momentum=momentum)(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-    y = layers.BatchNormalization()(y)
+    y = layers.BatchNormalization(momentum=momentum)(y)
     shortcut = x
     if downsample or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(x)
-        shortcut = layers.BatchNormalization()(shortcut)
+        shortcut = layers.BatchNormalization(momentum=momentum)(shortcut)
     y = layers.add([y, shortcut])
     return layers.Activation("relu")(y)
 
 
-def resnet_small(input_shape=(8, 8, 1), num_classes=10, blocks=(32, 64), stem_filters=32):
+def resnet_small(input_shape=(8, 8, 1), num_classes=10, blocks=(32, 64), stem_filters=32,
+                 bn_momentum=0.9):
     """A small ResNet: a conv stem, one residual block per entry of `blocks` (filters;
-    every block after the first halves the resolution), global pooling, softmax."""
+    every block after the first halves the resolution), global pooling, softmax.
+
+    `bn_momentum` is 0.9, not Keras's 0.99: a small data set gives few steps, and with
+    0.99 the moving statistics used at inference lag far behind for the first epochs.
+    """
     inputs = Input(shape=tuple(input_shape), name="image")
     x = layers.Conv2D(stem_filters, 3, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=bn_momentum)(x)
     x = layers.Activation("relu")(x)
     for i, filters in enumerate(blocks):
-        x = residual_block(x, int(filters), downsample=i > 0)
+        x = residual_block(x, int(filters), downsample=i > 0, momentum=bn_momentum)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="digit")(x)
     return Model(inputs, outputs, name="resnet_small")

@@ -238,3 +238,160 @@ def test_augmented_model_trains_with_fit():
     assert np.all(np.isfinite(history.history["loss"]))
     a, b = model.predict(x, verbose=0), model.predict(x, verbose=0)
     np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------- image files
+
+def _image_folder(root, sizes=((10, 12), (9, 9), (14, 8))):
+    """Two classes of PNGs of several sizes; 'bright' images are lighter than 'dark' ones."""
+    from PIL import Image
+
+    rng = np.random.RandomState(1)
+    for label, base in (("dark", 40), ("bright", 200)):
+        folder = root / label
+        (folder / "nested").mkdir(parents=True)
+        for i in range(7):
+            h, w = sizes[i % len(sizes)]
+            pixels = np.clip(base + rng.randint(-30, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+            where = folder / "nested" if i == 0 else folder
+            Image.fromarray(pixels).save(where / f"img_{i}.png")
+        (folder / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_image_dataset_from_directory_streams_batches(tmp_path, capsys):
+    from jaxgraph.utils.image_dataset import image_dataset_from_directory
+
+    root = _image_folder(tmp_path)
+    ds = image_dataset_from_directory(root, image_size=(8, 8), batch_size=4, seed=3)
+    assert "Found 14 files belonging to 2 classes." in capsys.readouterr().out
+    assert ds.class_names == ["bright", "dark"]
+    assert len(ds) == 4 and ds.num_samples == 14
+    batches = list(ds)
+    assert [b[0].shape for b in batches] == [(4, 8, 8, 3)] * 3 + [(2, 8, 8, 3)]
+    x = np.concatenate([b[0] for b in batches])
+    y = np.concatenate([b[1] for b in batches])
+    assert x.dtype == np.float32 and y.dtype == np.int32 and 0 <= x.min() and x.max() <= 255
+    # Labels follow the folders: 'bright' (class 0) images are lighter.
+    assert x[y == 0].mean() > 150 > 75 > x[y == 1].mean()
+    # Re-iterable, reshuffled every epoch, same content.
+    y2 = np.concatenate([b[1] for b in ds])
+    assert sorted(y2.tolist()) == sorted(y.tolist())
+    orders = {tuple(np.concatenate([b[1] for b in ds]).tolist()) for _ in range(4)}
+    assert len(orders) > 1
+    # Label modes and colour modes.
+    cat = image_dataset_from_directory(root, label_mode="categorical", color_mode="grayscale",
+                                       image_size=6, batch_size=20, shuffle=False,
+                                       verbose=False)
+    xb, yb = next(iter(cat))
+    assert xb.shape == (14, 6, 6, 1) and yb.shape == (14, 2) and yb.dtype == np.float32
+    np.testing.assert_array_equal(yb.argmax(1), [0] * 7 + [1] * 7)
+    binary = image_dataset_from_directory(root, label_mode="binary", image_size=(5, 7),
+                                          batch_size=None, verbose=False, seed=0)
+    xs, ys = next(iter(binary))
+    assert xs.shape == (5, 7, 3) and ys.shape == (1,)
+    images_only = image_dataset_from_directory(root, labels=None, image_size=(4, 4),
+                                               verbose=False, seed=0)
+    assert next(iter(images_only)).shape == (14, 4, 4, 3)
+
+
+def test_image_dataset_split_resize_and_errors(tmp_path):
+    from jaxgraph.preprocessing.image import img_to_array, load_img, resize
+    from jaxgraph.utils.image_dataset import image_dataset_from_directory
+
+    root = _image_folder(tmp_path)
+    train, val = image_dataset_from_directory(root, validation_split=0.3, subset="both",
+                                              seed=7, image_size=(8, 8), verbose=False)
+    assert val.num_samples == 4 and train.num_samples == 10
+    assert not set(train.file_paths) & set(val.file_paths)
+    again = image_dataset_from_directory(root, validation_split=0.3, subset="validation",
+                                         seed=7, image_size=(8, 8), verbose=False)
+    assert again.file_paths == val.file_paths
+    # Resizing is tf.image.resize's (= jax.image.resize without antialiasing).
+    path = val.file_paths[0]
+    raw = img_to_array(load_img(path))
+    np.testing.assert_allclose(val.load_image(path), resize(raw, (8, 8)), atol=1e-4)
+    np.testing.assert_allclose(resize(raw, (8, 8)),
+                               np.asarray(P.resize_images(raw[None], (8, 8)))[0], atol=1e-3)
+    cropped = image_dataset_from_directory(root, image_size=(4, 8), crop_to_aspect_ratio=True,
+                                           verbose=False, seed=0)
+    assert next(iter(cropped))[0].shape[1:] == (4, 8, 3)
+    with pytest.raises(ValueError, match="seed"):
+        image_dataset_from_directory(root, validation_split=0.2, subset="training")
+    with pytest.raises(ValueError, match="exactly 2"):
+        image_dataset_from_directory(root, label_mode="binary", class_names=["dark"],
+                                     verbose=False, seed=0)
+    with pytest.raises(ValueError, match="class_names"):
+        image_dataset_from_directory(root, class_names=["cats"], seed=0)
+
+
+def test_fit_accepts_an_image_dataset(tmp_path):
+    from jaxgraph.utils.image_dataset import image_dataset_from_directory
+
+    root = _image_folder(tmp_path)
+    train, val = image_dataset_from_directory(root, validation_split=0.3, subset="both",
+                                              seed=1, image_size=(6, 6), batch_size=4,
+                                              label_mode="binary", verbose=False)
+    jaxgraph.utils.set_random_seed(0)
+    model = Sequential([Input((6, 6, 3)), P.Rescaling(1 / 255), P.RandomFlip(),
+                        layers.GlobalAveragePooling2D(), layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy", metrics=["acc"])
+    history = model.fit(train, validation_data=val, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and "val_acc" in history.history
+    assert model.predict(val, verbose=0).shape == (4, 1)
+
+
+# ---------------------------------------------------------------------------- legacy generator
+
+
+def test_image_data_generator_matches_keras_transforms():
+    pytest.importorskip("scipy")
+    pytest.importorskip("keras")
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator as KerasGen
+
+    from jaxgraph.preprocessing.image import ImageDataGenerator
+
+    img = RNG.rand(7, 9, 3).astype("float32")
+    params = {"theta": 23.0, "tx": 1.5, "ty": -2.0, "shear": 10.0, "zx": 0.8, "zy": 1.2,
+              "flip_horizontal": True, "flip_vertical": False,
+              "channel_shift_intensity": None, "brightness": None}
+    for fill_mode in ["nearest", "reflect", "wrap", "constant"]:
+        expected = KerasGen(fill_mode=fill_mode, cval=0.3).apply_transform(img, params)
+        got = ImageDataGenerator(fill_mode=fill_mode, cval=0.3).apply_transforms(
+            img[None], [params])[0]
+        np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=fill_mode)
+
+
+def test_image_data_generator_flow_and_directory(tmp_path):
+    from jaxgraph.preprocessing.image import ImageDataGenerator
+
+    x = (RNG.rand(10, 8, 8, 1) * 255).astype("float32")
+    y = np.arange(10)
+    gen = ImageDataGenerator(rescale=1 / 255, rotation_range=40, width_shift_range=0.2,
+                             height_shift_range=0.2, shear_range=0.2, zoom_range=0.2,
+                             horizontal_flip=True, fill_mode="nearest")
+    flow = gen.flow(x, y, batch_size=4, seed=0)
+    assert len(flow) == 3
+    batches = [next(flow) for _ in range(4)]  # endless: the 4th batch starts epoch 2
+    assert [b[0].shape[0] for b in batches] == [4, 4, 2, 4]
+    assert sorted(np.concatenate([b[1] for b in batches[:3]]).tolist()) == list(range(10))
+    xb = batches[0][0]
+    assert xb.dtype == np.float32 and xb.min() >= 0 and xb.max() <= 1.0 + 1e-6
+    plain = ImageDataGenerator(rescale=1 / 255).flow(x, y, batch_size=10, shuffle=False)
+    np.testing.assert_allclose(next(plain)[0], x / 255, rtol=1e-6)
+    same = ImageDataGenerator(rotation_range=40).flow(x, batch_size=10, seed=5)
+    again = ImageDataGenerator(rotation_range=40).flow(x, batch_size=10, seed=5)
+    np.testing.assert_array_equal(next(same), next(again))
+    # From a directory, as in the book, and straight into fit with steps_per_epoch.
+    root = _image_folder(tmp_path)
+    it = ImageDataGenerator(rescale=1 / 255, horizontal_flip=True).flow_from_directory(
+        root, target_size=(6, 6), batch_size=5, class_mode="binary", seed=0)
+    assert it.class_indices == {"bright": 0, "dark": 1} and len(it) == 3
+    xb, yb = next(it)
+    assert xb.shape == (5, 6, 6, 3) and set(yb.tolist()) <= {0.0, 1.0}
+    jaxgraph.utils.set_random_seed(0)
+    model = Sequential([Input((6, 6, 3)), layers.Flatten(),
+                        layers.Dense(1, activation="sigmoid")])
+    model.compile("rmsprop", "binary_crossentropy")
+    history = model.fit(it, steps_per_epoch=3, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2

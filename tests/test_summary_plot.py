@@ -148,12 +148,15 @@ def test_summary_totals_match_keras():
         b = lib.Input(shape=(16,))
         shared = lib.layers.Dense(8)
         merged = lib.layers.concatenate([shared(a), shared(b)])
+        if hasattr(lib.layers, "BatchNormalization"):  # moving stats are non-trainable
+            merged = lib.layers.BatchNormalization()(merged)
         inner = lib.Sequential([lib.layers.Dense(4), lib.layers.Dense(2)])
         return lib.Model([a, b], inner(merged))
 
     import jaxgraph
 
     ours, theirs = build(jaxgraph), build(keras)
+    assert len(ours.layers) == len(theirs.layers)
     theirs.layers[-1].trainable = False
     ours.layers[-1].trainable = False
     keras_text = []

@@ -26,11 +26,11 @@ from .conv import (
     SeparableConvolution2D,
 )
 from .core import (
+    ELU,
     Activation,
     ActivityRegularization,
     Dense,
     Dropout,
-    ELU,
     Embedding,
     Flatten,
     Identity,
@@ -127,3 +127,4 @@ from .reshaping import (
     ZeroPadding2D,
     ZeroPadding3D,
 )
+from .text import TextVectorization

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import activations, constraints, initializers, regularizers
+from ..random import flat_draw
 from .base import InputSpec, Layer
 from .serialization import function_name, resolve_function
 
@@ -108,7 +109,7 @@ class Dropout(Layer):
             return x
         if self.rate == 1:
             return jnp.zeros_like(x)
-        keep = jax.random.bernoulli(rng, 1.0 - self.rate, self._noise_shape(x))
+        keep = flat_draw(jax.random.bernoulli, rng, self._noise_shape(x), p=1.0 - self.rate)
         return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
 
     def compute_output_shape(self, input_shape):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import activations, constraints, initializers, regularizers
+from ..random import flat_draw
 from .base import InputSpec, Layer, Weight
 from .serialization import deserialize_layer, serialize_layer
 
@@ -33,7 +34,7 @@ def _clamp_rate(rate, what, owner):
 
 def _dropout_keep(key, shape, rate, dtype):
     """Keras's dropout mask: 0 for dropped units, 1 / (1 - rate) for kept ones."""
-    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    keep = flat_draw(jax.random.bernoulli, key, shape, p=1.0 - rate)
     return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
 
 

@@ -11,6 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ..random import flat_draw
 from .base import InputSpec, Layer
 from .core import Dropout
 
@@ -52,7 +53,7 @@ class _SpatialDropout(Dropout):
             return x
         if self.rate == 1:
             return jnp.zeros_like(x)
-        keep = jax.random.bernoulli(rng, 1.0 - self.rate, self._map_shape(x))
+        keep = flat_draw(jax.random.bernoulli, rng, self._map_shape(x), p=1.0 - self.rate)
         return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
 
     def compute_output_shape(self, input_shape):
@@ -105,7 +106,7 @@ class GaussianNoise(Layer):
     def call(self, w, x, training=False, rng=None):
         if not training or self.stddev == 0 or rng is None:
             return x
-        return x + self.stddev * jax.random.normal(rng, x.shape, x.dtype)
+        return x + self.stddev * flat_draw(jax.random.normal, rng, x.shape, dtype=x.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -132,7 +133,7 @@ class GaussianDropout(Layer):
         if self.rate == 1:
             return jnp.zeros_like(x)
         stddev = math.sqrt(self.rate / (1.0 - self.rate))
-        return x * (1.0 + stddev * jax.random.normal(rng, x.shape, x.dtype))
+        return x * (1.0 + stddev * flat_draw(jax.random.normal, rng, x.shape, dtype=x.dtype))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -165,7 +166,8 @@ class AlphaDropout(Layer):
         if self.rate == 1:
             return jnp.zeros_like(x)
         alpha_p = -_SELU_ALPHA * _SELU_SCALE
-        kept = (jax.random.uniform(rng, self._noise_shape(x)) >= self.rate).astype(x.dtype)
+        kept = flat_draw(jax.random.uniform, rng, self._noise_shape(x)) >= self.rate
+        kept = kept.astype(x.dtype)
         a = ((1.0 - self.rate) * (1.0 + self.rate * alpha_p**2)) ** -0.5
         b = -a * alpha_p * self.rate
         return a * (x * kept + alpha_p * (1.0 - kept)) + b

@@ -161,13 +161,24 @@ class _Engine:
             self.val_index = trainer.index_fn(n=self.val_staged.n, batch_size=vb, steps=vsteps,
                                               k=vk, shuffle=False)(0, 0)
 
-    @functools.cached_property
-    def train_fn(self):
-        chunk = functools.partial(self.steps.train_chunk, masked=self.masked)
-        return jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None, None, None)),
-                       donate_argnums=0)
+    def _program(self, key, make):
+        """Compiled programs live on the trainer, so later populations of this compiled
+        model (any size K: jit retraces only for new shapes) reuse them."""
+        cache = self.trainer.__dict__.setdefault("_population_programs", {})
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
 
-    @functools.cached_property
+    @property
+    def train_fn(self):
+        def make():
+            chunk = functools.partial(self.steps.train_chunk, masked=self.masked)
+            return jax.jit(jax.vmap(chunk, in_axes=(0, None, None, None, None, None)),
+                           donate_argnums=0)
+
+        return self._program(("train", self.masked), make)
+
+    @property
     def eval_fn(self):
         steps = self.steps
 
@@ -187,11 +198,12 @@ class _Engine:
             ms, _ = jax.lax.scan(lambda m, iv: (one(m, *iv), None), ms, (idx, valid))
             return ms
 
-        return jax.jit(jax.vmap(eval_chunk, in_axes=(0, 0, 0, 0, None, None, None, None)))
+        return self._program(("eval",), lambda: jax.jit(
+            jax.vmap(eval_chunk, in_axes=(0, 0, 0, 0, None, None, None, None))))
 
-    @functools.cached_property
+    @property
     def results_fn(self):
-        return jax.jit(jax.vmap(self.steps.results))
+        return self._program(("results",), lambda: jax.jit(jax.vmap(self.steps.results)))
 
     def fresh_metrics(self):
         return unique_buffers(_stack(self.steps.init_metrics(), self.k))

@@ -39,11 +39,13 @@ def _optuna():
 class _TrialReporter(Callback):
     """Reports the objective each epoch, prunes, and remembers the best epoch's weights."""
 
-    def __init__(self, trial, objective, step_offset: int):
+    def __init__(self, trial, objective, earlier_scores: list, execution: int):
         super().__init__()
         self.trial = trial
         self.objective = objective
-        self.step_offset = step_offset
+        self.earlier = earlier_scores  # scores of this trial's finished executions
+        self.execution = execution
+        self.step_offset = 0
         self.best = None
         self.best_variables = None
         self.epochs = 0
@@ -70,12 +72,23 @@ class _TrialReporter(Callback):
             self.trial.report(value, step)
             if self.trial.should_prune():
                 self.trial.set_user_attr("pruned_at_step", step)
+                self.trial.set_user_attr("score", float(np.mean(self.earlier + [self.best])))
                 raise _optuna().TrialPruned(
                     f"Trial {self.trial.number} pruned at epoch {epoch}: {name}={value:.6g}")
 
     def on_train_end(self, logs=None):
         if self.best_variables is not None:
             self.model.variables = self.best_variables
+
+
+def _is_score(value) -> bool:
+    """A plain objective's result: a real number (Python, NumPy or a 0-d array)."""
+    if isinstance(value, bool) or hasattr(value, "fit"):
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    return hasattr(value, "shape") and tuple(value.shape) == () and hasattr(value, "dtype") \
+        and np.issubdtype(np.dtype(value.dtype), np.number)
 
 
 def _missing_message(name: str, keys: list[str]) -> str:
@@ -241,7 +254,8 @@ class Tuner:
         start = time.perf_counter()
         hp = HyperParameters(trial=trial)
         scores: list[float] = []
-        best_model, best_score, epochs = None, None, 0
+        reporters: list[_TrialReporter] = []
+        best_model, best_score = None, None
         try:
             for execution in range(self.executions_per_trial):
                 seed = self._trial_seed(trial.number, execution)
@@ -249,13 +263,12 @@ class Tuner:
                     jg_random.set_random_seed(seed)
                 built = self.build_fn(hp)
                 self._check_space(hp)
-                if isinstance(built, numbers.Real) and not isinstance(built, bool) or (
-                        isinstance(built, np.ndarray) and built.shape == ()):
-                    score = float(built)
-                    model = None
+                if _is_score(built):
+                    score, model = float(np.asarray(built)), None
                 else:
-                    score, model, ran = self._fit_trial(trial, built, execution, x, y, fit_kwargs)
-                    epochs += ran
+                    reporter = _TrialReporter(trial, self.objective, scores, execution)
+                    reporters.append(reporter)
+                    score, model = self._fit_trial(built, reporter, x, y, fit_kwargs)
                 if math.isnan(score):
                     raise ValueError(f"Trial {trial.number} scored NaN ({hp.values})")
                 scores.append(score)
@@ -264,12 +277,11 @@ class Tuner:
                 trial.set_user_attr("score", float(np.mean(scores)))
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - start)
-            trial.set_user_attr("epochs", epochs)
-        value = float(np.mean(scores))
+            trial.set_user_attr("epochs", sum(r.epochs for r in reporters))
         trial.set_user_attr("executions", [float(s) for s in scores])
         if best_model is not None:
             self._keep_model(trial.number, best_model)
-        return value
+        return float(np.mean(scores))
 
     def _check_space(self, hp: HyperParameters) -> None:
         if self.max_trials > 1 and not any(p.tunable for p in hp.space):
@@ -279,7 +291,7 @@ class Tuner:
                 f"{self.max_trials} trials would be the same; define a search space or use "
                 "max_trials=1")
 
-    def _fit_trial(self, trial, model, execution, x, y, fit_kwargs):
+    def _fit_trial(self, model, reporter, x, y, fit_kwargs):
         if not (hasattr(model, "fit") and hasattr(model, "compile")):
             raise TypeError(
                 "build_fn(hp) must return a compiled jaxgraph model or a number (the score), "
@@ -288,13 +300,12 @@ class Tuner:
             raise ValueError(f"build_fn(hp) returned model {model.name!r} uncompiled; call "
                              "model.compile(...) inside build_fn")
         kwargs = dict(fit_kwargs)
-        epochs = int(kwargs.get("epochs", 1))
-        reporter = _TrialReporter(trial, self.objective, execution * epochs)
+        reporter.step_offset = reporter.execution * int(kwargs.get("epochs", 1))
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [reporter]
         model.fit(x, y, **kwargs)
         if reporter.best is None:
             raise ValueError(_missing_message(self.objective.name, reporter.seen_keys))
-        return reporter.best, model, reporter.epochs
+        return reporter.best, model
 
     def _keep_model(self, number: int, model) -> None:
         self._models[number] = model

@@ -1,0 +1,41 @@
+"""Every script in examples/ runs with --quick and prints the line that makes its point."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 300  # seconds per script; each takes well under a minute on an idle CPU
+
+EXPECTED = {
+    "digits_convnet": r"test accuracy: 0\.\d{4}",
+    "question_answering": r"predictions from a list and from a dict agree: True",
+    "multi_output": r"with dicts: test age_loss=",
+    "inception_module": r"input \(None, 16, 16, 64\) -> output \(None, 8, 8, 512\)",
+    "residual_blocks": r"the block returns its input: True",
+    "siamese_lstm": r"LSTM entries in the params pytree: 1 \(shared_lstm\), used by 2 calls",
+    "dual_camera": r"test accuracy of the predicted shift: \d\.\d{4}",
+    "callbacks": r"ActivationLogger wrote 3 files",
+    "tensorboard": r"tensorboard --logdir \S+logs",
+    "batchnorm_separable": r"state updated by training: True",
+    "pure_jax": r"hand-written optax loop: test accuracy 0\.\d{4}",
+}
+
+
+def test_every_example_is_covered():
+    scripts = {f[:-3] for f in os.listdir(os.path.join(ROOT, "examples")) if f.endswith(".py")}
+    assert scripts == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_quick(name, tmp_path):
+    script = os.path.join(ROOT, "examples", f"{name}.py")
+    result = subprocess.run(
+        [sys.executable, script, "--quick", "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert re.search(EXPECTED[name], result.stdout), result.stdout[-3000:]
