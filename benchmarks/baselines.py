@@ -34,7 +34,8 @@ def _flax_setup(w: Workload, x):
     ``step(carry, idx, x, y)`` trains on the rows idx of the device-resident x, y.
     """
     model, loss, tx = w.flax_model(), loss_fn(w), optax_optimizer(w.optimizer)
-    variables = model.init(jax.random.key(0), jnp.asarray(x[: w.batch_size]), train=False)
+    init = jax.jit(model.init, static_argnames="train")  # one compile, not one per eager op
+    variables = init(jax.random.key(0), x[: w.batch_size], train=False)
     params = variables.pop("params")
     extra = dict(variables)
 
@@ -56,19 +57,22 @@ def _flax_setup(w: Workload, x):
     return carry, step, _count(params) + _count(extra)
 
 
-def _train(w: Workload, x, y, epochs: int, run_epoch) -> dict:
-    """Shared driver: device_put once, then run_epoch(carry, key, x, y) -> carry per epoch."""
+def _train(w: Workload, x, y, epochs: int, make_epoch) -> dict:
+    """Shared driver: device_put once, then run_epoch(carry, key, x, y) -> carry per epoch.
+
+    make_epoch(step, steps, batch_size) builds run_epoch; loss sum and step index restart at 0.
+    """
     carry, step, params = _flax_setup(w, x)
     steps = len(x) // w.batch_size
     assert steps * w.batch_size == len(x), "sample count must be a multiple of the batch size"
-    run_epoch = run_epoch(step, steps, w.batch_size)
+    run_epoch = make_epoch(step, steps, w.batch_size)
     t = time.perf_counter()
     x, y = jax.device_put((x, y))
     times, key = [], jax.random.key(1)
     for epoch in range(epochs):
         carry = run_epoch(carry, jax.random.fold_in(key, epoch), x, y)
         final_loss = float(carry[3]) / steps  # the only host sync of the epoch
-        carry = (*carry[:3], jnp.zeros(()), carry[4])
+        carry = (*carry[:3], jnp.zeros(()), jnp.zeros((), jnp.int32))
         now = time.perf_counter()
         times.append(now - t)
         t = now
@@ -87,7 +91,6 @@ def step_loop(w: Workload, x, y, epochs: int) -> dict:
 
         def run_epoch(carry, key, x, y):
             p = perm(key)
-            carry = (*carry[:4], jnp.zeros((), jnp.int32))
             for _ in range(steps):
                 carry = one(carry, p, x, y)
             return carry

@@ -28,6 +28,9 @@ from benchmarks.baselines import keras_fit, scan_loop, step_loop  # noqa: E402
 from benchmarks.workloads import WORKLOADS  # noqa: E402
 
 REFERENCE = "jaxgraph"
+# Conv backward passes inside lax.scan lose XLA:CPU's fast path (jax-ml/jax#12868): measured
+# 20x slower than flax_step on these two, i.e. minutes per run. Pass --skip "" to run them.
+CPU_SKIP = "multi_output:flax_scan,resnet:flax_scan"
 METHODS = {"flax_step": step_loop, "flax_scan": scan_loop}
 if importlib.util.find_spec("keras") is not None:
     METHODS["keras"] = keras_fit
@@ -142,6 +145,8 @@ def main(argv=None) -> dict:
     p.add_argument("--quick", action="store_true", help="smoke test: small data and batches")
     p.add_argument("--max-run-s", type=float, default=60.0,
                    help="a method whose run takes longer is not repeated on that workload")
+    p.add_argument("--skip", default=CPU_SKIP if jax.default_backend() == "cpu" else "",
+                   help=f"workload:method pairs not to run (CPU default: {CPU_SKIP})")
     p.add_argument("--out", default=None, help="write every run and the medians as JSON")
     args = p.parse_args(argv)
     assert args.epochs >= 2, "need at least one steady-state epoch after the first"
@@ -156,7 +161,8 @@ def main(argv=None) -> dict:
     for wname in args.workloads.split(","):
         w = WORKLOADS[wname].quick_version() if args.quick else WORKLOADS[wname]
         x, y = w.data()
-        done, slow = [], set()
+        skipped = [m for m in methods if f"{wname}:{m}" in args.skip.split(",")]
+        done, slow = [], set(skipped)
         for r in range(repeats):
             order = methods[r % len(methods):] + methods[:r % len(methods)]
             for m in order:
@@ -170,6 +176,8 @@ def main(argv=None) -> dict:
         runs += done
         summaries[wname] = summarize(done)
         print_table(w, len(x), args.epochs, summaries[wname])
+        if skipped:
+            print(f"skipped (--skip): {', '.join(skipped)}")
 
     if args.out:
         meta = {"jax": jax.__version__, "device": jax.devices()[0].device_kind,

@@ -272,15 +272,15 @@ WORKLOADS = {
     for w in [
         Workload("mlp", 128, 16384, (1024, 128), "rmsprop", "categorical_crossentropy",
                  _mlp_data, MLP, _mlp_keras),
-        Workload("convnet", 64, 2048, (256, 64), "rmsprop", "categorical_crossentropy",
+        Workload("convnet", 64, 2048, (128, 64), "rmsprop", "categorical_crossentropy",
                  _convnet_data, ConvNet, _convnet_keras),
-        Workload("multi_output", 64, 256, (64, 32), "rmsprop",
+        Workload("multi_output", 64, 128, (32, 32), "rmsprop",
                  {"age": "mse", "income": "categorical_crossentropy",
                   "gender": "binary_crossentropy"},
                  _multi_data, MultiOutput, _multi_keras,
                  loss_weights={"age": 0.25, "income": 1.0, "gender": 10.0},
                  note=f"embedding shrunk to {VOCAB}x{EMBED} (book: 50000x256), seq len {SEQ_LEN}"),
-        Workload("resnet", 256, 512, (64, 32), "adam", "sparse_categorical_crossentropy",
+        Workload("resnet", 256, 256, (32, 32), "adam", "sparse_categorical_crossentropy",
                  _resnet_data, ResNet, _resnet_keras),
     ]
 }

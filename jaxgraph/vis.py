@@ -95,6 +95,15 @@ def _tapped(layers_, captured, deltas=None):
                 layer.forward = previous
 
 
+def _cached(model, key, build):
+    """One jitted function per (model, purpose), kept on the model so repeated calls
+    (a grid of 16 filter patterns) compile once and the cache dies with the model."""
+    cache = model.__dict__.setdefault("_jaxgraph_vis_cache", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
 def _as_batch(model, x):
     x = np.asarray(x)
     want = len(model.inputs[0].shape)
@@ -123,7 +132,8 @@ def activations(model, x, layer_names=None) -> dict[str, np.ndarray]:
             model.apply(variables, inputs)
         return {layer.name: captured[layer.name] for layer in targets}
 
-    out = jax.jit(run)(model.variables, x)
+    key = ("activations", tuple(id(layer) for layer in targets))
+    out = _cached(model, key, lambda: jax.jit(run))(model.variables, x)
     names = layer_names if layer_names is not None else [layer.name for layer in targets]
     return {name: np.asarray(out[layer.name]) for name, layer in zip(names, targets)}
 
@@ -242,7 +252,8 @@ def filter_pattern(model, layer_name, filter_index, steps=40, step_size=1.0, siz
     layer = _resolve(model, layer_name)
     shape = _input_shape(model, size)
     img0 = 0.4 + 0.2 * jax.random.uniform(jax.random.key(seed), shape)
-    ascend = _pattern_fn(model, layer, int(steps), float(step_size))
+    ascend = _cached(model, ("pattern", id(layer), int(steps), float(step_size)),
+                     lambda: _pattern_fn(model, layer, int(steps), float(step_size)))
     img, before, after = ascend(model.variables, img0, int(filter_index))
     out = np.asarray(_deprocess(img))
     if return_activations:
@@ -318,7 +329,7 @@ def _predicted_classes(model, x):
         preds = jax.tree_util.tree_leaves(outputs)[0]
         return jnp.argmax(preds.reshape(preds.shape[0], -1), axis=1)
 
-    return np.asarray(jax.jit(run)(model.variables, x))
+    return np.asarray(_cached(model, ("classes",), lambda: jax.jit(run))(model.variables, x))
 
 
 def grad_cam(model, x, class_index=None, layer_name=None):
@@ -349,7 +360,9 @@ def grad_cam(model, x, class_index=None, layer_name=None):
 
     fmap = jax.eval_shape(shape_probe, model.variables, x)
     delta = jnp.zeros(fmap.shape, fmap.dtype)
-    cam = _grad_cam_fn(model, layer, tuple(x.shape[1:3]))
+    out_hw = tuple(x.shape[1:3])
+    cam = _cached(model, ("grad_cam", id(layer), out_hw),
+                  lambda: _grad_cam_fn(model, layer, out_hw))
     heat, _ = cam(model.variables, x, jnp.asarray(classes, jnp.int32), delta)
     heat = np.asarray(heat, np.float32)
     return heat[0] if single else heat

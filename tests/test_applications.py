@@ -59,7 +59,9 @@ def test_model_names_and_resnet_family():
         "xception", "inception_v3", "resnet50", "mobilenetv2_1.00_224"]
     assert applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.5,
                                     include_top=False).name == "mobilenetv2_0.50_96"
-    assert applications.MobileNetV2(alpha=0.35).count_params() == 1_692_616
+    assert applications.MobileNetV2(alpha=0.35).count_params() == 1_691_208
+    assert applications.MobileNetV2(alpha=1.4, include_top=False,
+                                    input_shape=(96, 96, 3)).count_params() == 4_363_712
     assert applications.ResNet101().count_params() == 44_707_176
     assert applications.ResNet152().count_params() == 60_419_944
 

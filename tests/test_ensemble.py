@@ -142,7 +142,7 @@ def test_fit_vmapped_trains_members_in_one_program():
     assert len(ens.members) == 8 and len({m.name for m in ens.members}) == 8
     kernels = [m.get_weights()[0] for m in ens.members]
     assert all(not np.allclose(kernels[0], k) for k in kernels[1:])
-    for m, history in zip(ens.members, ens.population.histories):
+    for history in ens.population.histories:
         assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]
     template = ens.population.model  # every member's predictions in one vmapped call
     probs = np.asarray(jax.vmap(lambda v: template.apply(v, xt)[0])(ens.population.variables))

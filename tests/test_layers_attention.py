@@ -72,6 +72,20 @@ def test_mha_self_attention_masks_match_keras():
     _close(ours(x, x, value_mask=value_mask), theirs(x, x, value_mask=value_mask))
 
 
+def test_mha_gate_and_sliding_window_match_keras():
+    x = _rand((2, 5, 8), 4)
+    ours, theirs = _mha_pair(x, x, num_heads=2, key_dim=4, use_gate=True, sliding_window=2)
+    assert [w.path.split("/")[1] for w in ours.weights][::2] == [
+        "query", "key", "gate", "value", "attention_output"]
+    got = ours(x, x, use_causal_mask=True, return_attention_scores=True)
+    want = theirs(x, x, use_causal_mask=True, return_attention_scores=True)
+    _close(got[0], want[0])
+    _close(got[1], want[1])
+    band = np.abs(np.arange(5)[:, None] - np.arange(5)[None, :]) >= 2
+    assert np.all(np.asarray(got[1])[:, :, band] == 0)
+    _close(ours(x, x), theirs(x, x))
+
+
 def test_mha_output_shape_and_attention_axes_match_keras():
     x = _rand((2, 3, 4, 5), 6)
     kwargs = dict(num_heads=2, key_dim=3, attention_axes=(1, 2), output_shape=(2, 7))

@@ -274,10 +274,11 @@ class MultiHeadAttention(Layer):
     """
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
-                 output_shape=None, attention_axes=None, flash_attention=None,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None, seed=None, **kwargs):
+                 output_shape=None, attention_axes=None, sliding_window=None,
+                 flash_attention=None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 use_gate=False, seed=None, **kwargs):
         # Keras gives the activity regularizer to the four projections, not to the layer.
         super().__init__(**kwargs)
         owner = f"MultiHeadAttention {self.name!r}"
@@ -298,6 +299,11 @@ class MultiHeadAttention(Layer):
         if isinstance(attention_axes, int):
             attention_axes = (attention_axes,)
         self.attention_axes = None if attention_axes is None else tuple(attention_axes)
+        if sliding_window is not None and int(sliding_window) <= 0:
+            raise ValueError(f"{owner}: sliding_window must be a positive int, "
+                             f"got {sliding_window}")
+        self.sliding_window = None if sliding_window is None else int(sliding_window)
+        self.use_gate = bool(use_gate)
         self.flash_attention = flash_attention
         self.seed = seed
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -354,6 +360,9 @@ class MultiHeadAttention(Layer):
                                           [heads, self.key_dim])
         self._key_eq = self._projection("key", len(key_shape), 1, key_shape,
                                         [heads, self.key_dim])
+        if self.use_gate:  # sigmoid(query projection) multiplies the attended values
+            self._gate_eq = self._projection("gate", len(query_shape), 1, query_shape,
+                                             [heads, self.value_dim])
         self._value_eq = self._projection("value", len(value_shape), 1, value_shape,
                                           [heads, self.value_dim])
         rank = len(query_shape) + 1  # projected: (batch, ..., heads, channels)
@@ -403,14 +412,21 @@ class MultiHeadAttention(Layer):
 
     # ------------------------------------------------------------------ computing
 
-    def _project(self, w, prefix, equation, x):
+    def _project(self, w, prefix, equation, x, activation=None):
         y = jnp.einsum(equation, x, w[f"{prefix}/kernel"])
         if self.use_bias:
             y = y + w[f"{prefix}/bias"]
+        if activation is not None:
+            y = activation(y)
         reg = self.projection_activity_regularizer
         if reg is not None:
             self.add_loss(reg(y) / y.shape[0])
         return y
+
+    def _gated(self, w, query, attended):
+        if not self.use_gate:
+            return attended
+        return attended * self._project(w, "gate", self._gate_eq, query, jax.nn.sigmoid)
 
     def _attention_mask(self, query, value, query_mask, value_mask, key_mask,
                         attention_mask, use_causal_mask, key_given):
@@ -424,6 +440,11 @@ class MultiHeadAttention(Layer):
         if use_causal_mask:
             causal = _causal_mask(query.shape[1], value.shape[1])
             mask = causal if mask is None else mask & causal
+        if self.sliding_window is not None:
+            rows = jnp.arange(query.shape[1])[:, None]
+            cols = jnp.arange(value.shape[1])[None, :]
+            band = (jnp.abs(rows - cols) < self.sliding_window)[None]
+            mask = band if mask is None else mask & band
         if attention_mask is not None:
             given = jnp.asarray(attention_mask).astype(bool)
             mask = given if mask is None else given & mask
@@ -457,7 +478,8 @@ class MultiHeadAttention(Layer):
             # on GPUs) picks the kernel.
             out = jax.nn.dot_product_attention(q, k, v, mask=attn_mask,
                                                scale=self._inverse_sqrt_key_dim)
-            return self._project(w, "attention_output", self._output_eq, out)
+            return self._project(w, "attention_output", self._output_eq,
+                                 self._gated(w, query, out))
         q = q * jnp.asarray(self._inverse_sqrt_key_dim, q.dtype)
         scores = jnp.einsum(self._dot_eq, k, q)
         # Keras's fused path (no dropout, no scores requested, rank-3 inputs) leaves a
@@ -468,7 +490,8 @@ class MultiHeadAttention(Layer):
         if training and self.dropout > 0 and rng is not None:
             dropped = _dropout(probs, self.dropout, rng)
         out = jnp.einsum(self._combine_eq, dropped, v)
-        out = self._project(w, "attention_output", self._output_eq, out)
+        out = self._project(w, "attention_output", self._output_eq,
+                            self._gated(w, query, out))
         if return_attention_scores:
             return out, probs
         return out

@@ -113,11 +113,32 @@ def collecting_losses():
 # ---------------------------------------------------------------------------- weights
 
 _weights_version = [0]
+_pending_sync: list = []
 
 
 def weights_version() -> int:
     """Bumped on every write to any layer's cached values (lets a trainer see edits)."""
     return _weights_version[0]
+
+
+def defer_sync(publish) -> None:
+    """Register `publish()` to run before the next read or write of any layer's values.
+
+    A trainer publishes its live variables this way, so a copy is made only if a
+    callback (or the user) actually looks at the weights.
+    """
+    if publish not in _pending_sync:
+        _pending_sync.append(publish)
+
+
+def cancel_sync(publish) -> None:
+    if publish in _pending_sync:
+        _pending_sync.remove(publish)
+
+
+def flush_sync() -> None:
+    while _pending_sync:
+        _pending_sync.pop(0)()
 
 
 
@@ -420,6 +441,8 @@ class Layer:
         return out
 
     def _current_values(self) -> dict[str, jax.Array]:
+        if _pending_sync:
+            flush_sync()
         if not self.built:
             raise ValueError(
                 f"Layer {self.name!r} has no weights yet: it is built when first called on "
@@ -430,6 +453,8 @@ class Layer:
         return self._values
 
     def _set_values(self, values: dict) -> None:
+        if _pending_sync:
+            flush_sync()
         self._values = dict(values)
         _weights_version[0] += 1
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ..graph.functional import Functional
 from ..graph.tensor import is_symbolic
-from ..layers.base import collecting_losses
+from ..layers.base import collecting_losses, flush_sync
 from ..random import as_key
 
 Path = tuple
@@ -99,6 +99,7 @@ def init_variables(model: Functional, rng) -> dict:
 
 def _initialize_missing(entries) -> None:
     """Create every missing layer value in ONE compiled program (not one per weight)."""
+    flush_sync()
     missing = [layer for layer, _ in entries if layer._values is None and layer.built]
     if not missing:
         return

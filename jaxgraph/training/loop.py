@@ -54,7 +54,7 @@ def _make_callbacks(model, trainer, callbacks, verbose, params, validation_data,
     for c in cbs:
         c.validation_data = validation_data
     before = trainer.push_to_model if trainer is not None else None
-    after = trainer.pull_from_model if trainer is not None else None
+    after = trainer.after_callbacks if trainer is not None else None
     cbl = CallbackList(cbs, model=model, params=params, before_hook=before, after_hook=after)
     model._callback_list = cbl  # lets BackupAndRestore save its siblings' state
     return cbl, history
@@ -167,7 +167,6 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     for epoch in range(start, epochs):
         trainer.epoch = epoch
         cbl.call("on_epoch_begin", epoch, Logs())
-        trainer.ts["metrics"] = trainer._init_metrics_fn()
         if staged is not None:
             idx_d, valid_d, active_d = index_fn(trainer.data_seed, epoch)
             chunks = idx_d.shape[0]
@@ -183,6 +182,7 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
                 if model.stop_training:
                     break
         else:
+            trainer.ts["metrics"] = trainer._init_metrics_fn()
             _fit_stream_epoch(model, trainer, cbl, x, steps, begin_listeners, end_listeners)
         epoch_logs = dict(trainer._results_fn(trainer.ts["metrics"]))
         if (val_staged is not None or val_stream) and (epoch + 1) % validation_freq == 0:

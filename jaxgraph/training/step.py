@@ -214,6 +214,10 @@ class Steps:
         idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
         valid = jax.lax.dynamic_index_in_dim(valid_all, c, keepdims=False)
         active = jax.lax.dynamic_index_in_dim(active_all, c, keepdims=False)
+        # The epoch's first chunk starts the running metrics afresh (no extra dispatch).
+        fresh = self.init_metrics()
+        ts = {**ts, "metrics": jax.tree_util.tree_map(
+            lambda z, m: jnp.where(c == 0, z, m), fresh, ts["metrics"])}
         if idx.shape[0] == 1:
             x, y, sw = self.gather(data, idx[0])
             return self.train_step(ts, x, y, sw, valid[0])

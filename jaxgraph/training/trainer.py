@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import random as jg_random
-from ..layers.base import weights_version
+from ..layers.base import cancel_sync, defer_sync, flush_sync, weights_version
 from . import data as data_mod
 from . import optimizers as optimizers_mod
 from .objective import build_objective
@@ -173,6 +173,7 @@ class Trainer:
         self._predict_fn = None
         self._results_fn = jax.jit(self.steps.results)
         self._init_metrics_fn = lambda: unique_buffers(self.steps.init_metrics())
+        self._init_state_fn = jax.jit(self.steps.init_state)
 
     @property
     def trace_counts(self):
@@ -183,14 +184,16 @@ class Trainer:
     def ensure_state(self) -> dict:
         if self.ts is None:
             rng = jg_random.next_key()
-            variables = _copy_tree(self.model.variables)
-            self.ts = self.place(unique_buffers(self.steps.init_state(variables, rng)))
+            variables = _copy_tree(self.model.variables)  # never donate the model's arrays
+            # One compiled program builds the whole state (optimizer slots included),
+            # instead of dozens of small eager ops; its outputs are fresh buffers.
+            self.ts = self.place(unique_buffers(self._init_state_fn(variables, rng)))
+            self._synced_version = weights_version()
             if self.optimizer.__dict__.get("_pending_lr") is not None:
                 self.optimizer.learning_rate = self.optimizer._pending_lr
             if self._pending_opt_leaves is not None:
                 self._restore_opt(self._pending_opt_leaves)
                 self._pending_opt_leaves = None
-            self._synced_version = None
         self.pull_from_model()
         return self.ts
 
@@ -200,6 +203,16 @@ class Trainer:
 
     def pull_from_model(self) -> None:
         """Pick up weights the user or a callback changed through the model."""
+        flush_sync()
+        self._take_edits()
+
+    def after_callbacks(self) -> None:
+        """After hooks inside fit: drop an unread publication (the next step consumes
+        the buffers anyway) and pick up any edits a callback made."""
+        cancel_sync(self._publish)
+        self._take_edits()
+
+    def _take_edits(self) -> None:
         if self.ts is None or self._synced_version == weights_version():
             return
         variables = _copy_tree(self.model.variables)
@@ -223,9 +236,12 @@ class Trainer:
         return data_mod.Staged.put(xs, ys, sws, sharding)
 
     def push_to_model(self) -> None:
-        """Publish the live variables to the model (and every model sharing its layers)."""
-        if self.ts is None:
-            return
+        """Publish the live variables to the model (and every model sharing its layers),
+        lazily: the copy is made when someone first reads or writes any weights."""
+        if self.ts is not None:
+            defer_sync(self._publish)
+
+    def _publish(self) -> None:
         # Copies: the state's own buffers are donated to (consumed by) the next step.
         self.model.variables = _copy_tree(self.steps.variables_of(self.ts))
         self._synced_version = weights_version()
@@ -368,6 +384,8 @@ class TrainingMixin:
                                                weighted_metrics, steps_per_execution)
         self.compiled_loss = objective
         enable_compilation_cache()
+        if getattr(self, "_input_struct", None) is not None:
+            self.variables  # create any missing weights now (Keras has them after build)
 
     def _require_compiled(self, what: str) -> Trainer:
         if self._trainer is None:

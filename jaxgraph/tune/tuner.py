@@ -101,7 +101,19 @@ def _missing_message(name: str, keys: list[str]) -> str:
 
 
 class Tuner:
-    """Shared machinery of RandomSearch and TPESearch (subclasses choose the sampler)."""
+    """Shared machinery of RandomSearch and TPESearch (subclasses choose the sampler).
+
+    objective: a logged metric name (direction inferred: losses/errors are minimized,
+        accuracy/AUC/precision/recall maximized), or `tune.Objective(name, direction)`.
+        A trial's score is the best epoch value, averaged over `executions_per_trial`.
+    seed: seeds the sampler and, per trial and execution, jaxgraph's global seed
+        (`set_random_seed`), so a search is reproducible.
+    directory / project_name: store the study in `directory/project_name.db` (Optuna's
+        SQLite storage) and trained models under `directory/project_name/`; a new
+        tuner on the same directory resumes (finished trials are not run again);
+        `overwrite=True` starts over.
+    pruner: 'median' (MedianPruner), None, or any optuna pruner.
+    """
 
     default_pruner = None
 
@@ -350,27 +362,32 @@ class Tuner:
 
     def get_best_models(self, n: int = 1) -> list:
         """The n best trials' trained models (weights of their best epoch), best first."""
-        from ..models import load_model
-
         ranked = self._ranked()
         if not ranked:
             raise RuntimeError("No complete trials yet: run search() first")
-        out = []
-        for t in ranked[:n]:
-            if t.number in self._models:
-                out.append(self._models[t.number])
-                continue
-            path = None if self.models_directory is None else self._model_path(t.number)
-            if path is not None and os.path.exists(path):
-                self._models[t.number] = load_model(path)
-                out.append(self._models[t.number])
-                continue
-            raise RuntimeError(
-                f"No model for trial {t.number}: its build_fn returned a score, not a model, "
-                "or it ran in another process without a directory= to save it in. Rebuild it "
-                "with build_fn(tune.HyperParameters(values=tuner.get_best_hyperparameters()"
-                "[0])) and fit it")
-        return out
+        return [self.get_model(t.number) for t in ranked[:n]]
+
+    def get_model(self, number: int):
+        """Trial `number`'s trained model: from memory, or from `directory` when another
+        process (an earlier, resumed search) trained it."""
+        from ..models import load_model
+
+        if number in self._models:
+            return self._models[number]
+        trials = {t.number: t for t in self._study.trials}
+        if number not in trials:
+            raise ValueError(f"No trial {number}; the study has trials {sorted(trials)}")
+        if trials[number].state.name != "COMPLETE":
+            raise RuntimeError(f"Trial {number} is {trials[number].state.name}, not COMPLETE; "
+                               "only complete trials keep their models")
+        path = None if self.models_directory is None else self._model_path(number)
+        if path is not None and os.path.exists(path):
+            self._models[number] = load_model(path)
+            return self._models[number]
+        raise RuntimeError(
+            f"No model for trial {number}: its build_fn returned a score, not a model, or it "
+            "ran in another process without a directory= to save it in. Rebuild it with "
+            "build_fn(tune.HyperParameters(values=...)) and fit it")
 
     def results_summary(self, num_trials: int = 10, print_fn=print) -> None:
         """Print the best trials as a table (then the pruned and failed ones)."""
