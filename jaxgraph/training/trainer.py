@@ -385,7 +385,7 @@ class TrainingMixin:
         self.compiled_loss = objective
         enable_compilation_cache()
         if getattr(self, "_input_struct", None) is not None:
-            self.variables  # create any missing weights now (Keras has them after build)
+            _ = self.variables  # create any missing weights now (Keras has them after build)
 
     def _require_compiled(self, what: str) -> Trainer:
         if self._trainer is None:
