@@ -16,6 +16,7 @@ for _name, _mod in (("losses", losses), ("metrics", metrics), ("optimizers", opt
     _sys.modules[f"{__name__}.{_name}"] = _mod
 
 from . import callbacks, datasets, distribution, models, preprocessing, utils  # noqa: E402
+from . import vis  # noqa: E402
 
 mixed_precision = dtype_policy
 __version__ = "0.1.0"
@@ -39,4 +40,5 @@ __all__ = [
     "preprocessing",
     "regularizers",
     "utils",
+    "vis",
 ]

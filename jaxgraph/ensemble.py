@@ -259,8 +259,9 @@ def fit_ensemble_weights(models_or_predictions, x_val=None, y_val=None,
     Entries are jaxgraph models (predicted on `x_val`) or prediction arrays (for
     anything else: scikit-learn's predict_proba, ...). The weights are a softmax of
     free parameters optimized with Adam; the result is never worse on the
-    validation loss than the best single member or the uniform average. With
-    integer labels, 'categorical_crossentropy' is read as its sparse variant.
+    validation loss than the best single member or the uniform average. Integer
+    labels work with any loss ('categorical_crossentropy' becomes its sparse variant,
+    others such as 'mse', the Brier score, see one-hot targets).
     """
     from .training import losses as losses_mod
 
@@ -271,11 +272,18 @@ def fit_ensemble_weights(models_or_predictions, x_val=None, y_val=None,
     if y.shape[0] != preds[0].shape[0]:
         raise ValueError(f"y_val has {y.shape[0]} samples, the predictions have "
                          f"{preds[0].shape[0]}")
-    if (isinstance(loss, str) and loss in ("categorical_crossentropy", "crossentropy")
-            and np.issubdtype(y.dtype, np.integer) and y.ndim == preds[0].ndim - 1):
+    labels = np.issubdtype(y.dtype, np.integer) and y.ndim == preds[0].ndim - 1
+    if labels and isinstance(loss, str) and loss in ("categorical_crossentropy",
+                                                     "crossentropy"):
         loss = "sparse_categorical_crossentropy"
     fn = losses_mod.get(loss)
-    losses_mod.validate(fn, y.shape, preds[0].shape, "ensemble", y_true_dtype=y.dtype)
+    try:
+        losses_mod.validate(fn, y.shape, preds[0].shape, "ensemble", y_true_dtype=y.dtype)
+    except ValueError:
+        if not labels:
+            raise
+        y = np.eye(preds[0].shape[-1], dtype=np.float32)[y]  # integer labels -> one-hot
+        losses_mod.validate(fn, y.shape, preds[0].shape, "ensemble", y_true_dtype=y.dtype)
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     import optax

@@ -24,6 +24,7 @@ from .graph.functional import Functional
 
 def _walk(model):
     """(layer, output shape) of every non-input leaf layer, in execution order, nested too."""
+    model._require_graph()
     seen = set()
     for node in model._nodes_in_order:
         layer = node.layer
@@ -135,7 +136,9 @@ def activations(model, x, layer_names=None) -> dict[str, np.ndarray]:
     key = ("activations", tuple(id(layer) for layer in targets))
     out = _cached(model, key, lambda: jax.jit(run))(model.variables, x)
     names = layer_names if layer_names is not None else [layer.name for layer in targets]
-    return {name: np.asarray(out[layer.name]) for name, layer in zip(names, targets)}
+    # Layers with several outputs (an LSTM's states) give a list of arrays.
+    return {name: jax.tree_util.tree_map(np.asarray, out[layer.name])
+            for name, layer in zip(names, targets)}
 
 
 def _channel_grid(fmap, images_per_row):

@@ -160,6 +160,7 @@ def test_matches_keras_names_counts_and_outputs(key):
 # ---------------------------------------------------------------------------- dual camera
 
 
+@pytest.mark.slow  # about 70 s of CPU: initializing and compiling a training step
 def test_dual_camera_shared_xception_trains_one_step():
     """The book's example: one Xception base sees a left and a right image."""
     reset_names()
@@ -193,7 +194,8 @@ def test_dual_camera_shared_xception_trains_one_step():
     features = jaxgraph.Model([left, right], merged)
     assert np.array_equal(features.variables["params"]["xception"]["block1_conv1"]["kernel"],
                           after)
-    f, _ = features.apply(features.variables, [x_left[:1], x_right[:1]])
-    g, _ = features.apply(features.variables, [x_right[:1], x_left[:1]])
-    f, g = np.asarray(f), np.asarray(g)
-    np.testing.assert_allclose(f[..., :2048], g[..., 2048:], rtol=1e-5, atol=1e-5)
+    pairs = [np.concatenate([x_left[:1], x_right[:1]]), np.concatenate([x_right[:1], x_left[:1]])]
+    f, _ = jax.jit(features.apply)(features.variables, pairs)
+    f = np.asarray(f)
+    np.testing.assert_allclose(f[0, ..., :2048], f[1, ..., 2048:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f[0, ..., 2048:], f[1, ..., :2048], rtol=1e-5, atol=1e-5)

@@ -115,6 +115,8 @@ def test_fit_ensemble_weights_prefers_the_informative_member():
     one_hot = np.eye(3, dtype=np.float32)[y]
     w2 = ensemble.fit_ensemble_weights([noise, good], y_val=one_hot)
     np.testing.assert_allclose(w, w2, atol=1e-4)
+    brier = ensemble.fit_ensemble_weights([noise, good], y_val=y, loss="mse")
+    assert brier[1] > 0.9 and brier.sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="Entry 1 predicts shape \\(200, 4\\)"):
         ensemble.fit_ensemble_weights([noise, np.ones((200, 4))], y_val=y)
     with pytest.raises(ValueError, match="y_val has 10 samples"):

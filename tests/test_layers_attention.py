@@ -168,6 +168,24 @@ def test_mha_flash_attention_path_matches_explicit():
         layers.MultiHeadAttention(2, 4, dropout=0.1, flash_attention=True)
 
 
+def test_mha_keras_weight_file_groups(tmp_path):
+    """`keras_weight_groups` names where a Keras weights file keeps each weight."""
+    h5py = pytest.importorskip("h5py")
+    x = _rand((2, 5, 8), 4)
+    ours, theirs = _mha_pair(x, x, num_heads=2, key_dim=4, use_gate=True)
+    inp = keras.Input((5, 8))
+    path = str(tmp_path / "mha.weights.h5")
+    keras.Model(inp, theirs(inp, inp)).save_weights(path)
+    values = {w.name: np.asarray(w.value) for w in ours.weights}
+    with h5py.File(path, "r") as f:
+        root = f["layers/multi_head_attention"]  # Keras keys layers by class
+        for group, names in ours.keras_weight_groups().items():
+            stored = root[f"{group}/vars" if group else "vars"]
+            assert len(stored) == len(names)
+            for i, name in enumerate(names):
+                np.testing.assert_array_equal(stored[str(i)][()], values[name])
+
+
 def test_mha_config_roundtrip_and_errors():
     mha = layers.MultiHeadAttention(num_heads=3, key_dim=2, value_dim=5, dropout=0.1,
                                     output_shape=7, attention_axes=(1,),
@@ -184,6 +202,27 @@ def test_mha_config_roundtrip_and_errors():
         layers.MultiHeadAttention(2, 2)(q)
     with pytest.raises(ValueError, match="except the last one"):
         layers.MultiHeadAttention(2, 2)(q, v, jaxgraph.Input((2, 5)))
+
+
+def test_mha_regularizers():
+    """Kernel regularizers cover the four kernels; the activity regularizer, as in Keras,
+    applies to each projection's output (divided by the batch size)."""
+    from jaxgraph.lowering.executor import regularization_loss, run_model
+
+    x = _rand((2, 5, 8), 4)
+    inp = jaxgraph.Input((5, 8))
+    mha = layers.MultiHeadAttention(2, 4, kernel_regularizer="l2", activity_regularizer="l1")
+    model = jaxgraph.Model(inp, mha(inp, inp))
+    variables = model.variables
+    out, _, extra = run_model(model, variables, x)
+    w = {v.name: np.asarray(v.value) for v in mha.weights}
+    kernels = [w[f"{p}/kernel"] for p in ("query", "key", "value", "attention_output")]
+    np.testing.assert_allclose(regularization_loss(model, variables["params"]),
+                               0.01 * sum(float(np.sum(k ** 2)) for k in kernels), rtol=1e-5)
+    projections = [np.einsum("abc,cde->abde", x, w[f"{p}/kernel"]) + w[f"{p}/bias"]
+                   for p in ("query", "key", "value")] + [np.asarray(out)]
+    np.testing.assert_allclose(extra, 0.01 * sum(np.abs(p).sum() for p in projections) / 2,
+                               rtol=1e-5)
 
 
 def test_mha_gradients():

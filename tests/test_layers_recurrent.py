@@ -17,10 +17,31 @@ X = RNG.normal(size=(3, 5, 4)).astype("float32")
 TOKENS = np.array([[3, 5, 2, 0, 0], [0, 0, 7, 1, 4], [1, 2, 3, 4, 5]], dtype="int32")
 
 
+# Keras layers are built with constant initializers and then given random NumPy weights:
+# compiling Keras's random initializers would dominate the test time.
+Z = {"kernel_initializer": "zeros", "recurrent_initializer": "zeros"}
+EZ = {"embeddings_initializer": "zeros"}
+
+
+def _keras_model(inputs, outputs):
+    km = keras.Model(inputs, outputs)
+    km.set_weights([RNG.normal(scale=0.5, size=w.shape).astype("float32")
+                    for w in km.get_weights()])
+    return km
+
+
+def _randomize(model):
+    """Random weights without compiling initializers; returns the model's variables."""
+    values = [RNG.normal(scale=0.5, size=w.shape).astype("float32") for w in model.weights]
+    model.set_weights([np.abs(v) + 0.5 if "variance" in w.name else v
+                       for w, v in zip(model.weights, values)])
+    return model.variables
+
+
 def _pair(make, shape=(None, 4), dtype="float32"):
     """The same one-layer graph in Keras and jaxgraph, jaxgraph holding Keras's weights."""
     ki = keras.Input(shape, dtype=dtype)
-    km = keras.Model(ki, make(keras.layers)(ki))
+    km = _keras_model(ki, make(keras.layers)(ki))
     ji = jg.Input(shape, dtype=dtype)
     jm = jg.Model(ji, make(L)(ji))
     jm.set_weights(km.get_weights())
@@ -45,7 +66,7 @@ def _close(ours, theirs, atol=1e-5):
     ("SimpleRNN", {"activation": "relu", "return_sequences": True, "return_state": True}),
 ])
 def test_rnn_matches_keras(cls, kwargs):
-    km, jm = _pair(lambda m: getattr(m, cls)(6, **kwargs))
+    km, jm = _pair(lambda m: getattr(m, cls)(6, **Z, **kwargs))
     assert jm.count_params() == km.count_params()
     assert [w.shape for w in jm.get_weights()] == [tuple(w.shape) for w in km.get_weights()]
     assert [t.shape for t in jm.outputs] == [tuple(t.shape) for t in km.outputs]
@@ -76,12 +97,12 @@ def test_weight_layout_and_default_init_follow_keras():
 def test_masking_with_embedding_matches_keras(cls, seq, back):
     def make(m):
         def build(x):
-            h = m.Embedding(10, 4, mask_zero=True)(x)
-            return getattr(m, cls)(3, return_sequences=seq, go_backwards=back)(h)
+            h = m.Embedding(10, 4, mask_zero=True, **EZ)(x)
+            return getattr(m, cls)(3, return_sequences=seq, go_backwards=back, **Z)(h)
         return build
 
     ki = keras.Input((None,), dtype="int32")
-    km = keras.Model(ki, make(keras.layers)(ki))
+    km = _keras_model(ki, make(keras.layers)(ki))
     ji = jg.Input((None,), dtype="int32")
     jm = jg.Model(ji, make(L)(ji))
     jm.set_weights(km.get_weights())
@@ -96,10 +117,11 @@ def test_mask_propagates_only_with_return_sequences():
     # Masked steps of the second LSTM keep its state, so padding cannot leak in.
     last = L.LSTM(2)(seq)
     model = jg.Model(tokens, last)
+    variables = _randomize(model)
     padded = np.array([[4, 2, 0, 0, 0]], dtype="int32")
     trimmed = np.array([[4, 2]], dtype="int32")
-    a, _ = model.apply(model.variables, padded)
-    b, _ = model.apply(model.variables, trimmed)
+    a, _ = model.apply(variables, padded)
+    b, _ = model.apply(variables, trimmed)
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert L.LSTM(2).compute_mask(None, None) is None
     rs = L.LSTM(2, return_state=True)
@@ -113,11 +135,11 @@ def test_initial_state_matches_keras(cls, n):
     def build(m, Input):
         x = Input((None, 4))
         s = [Input((5,)) for _ in range(n)]
-        y = getattr(m, cls)(5, return_sequences=True)(x, initial_state=s)
+        y = getattr(m, cls)(5, return_sequences=True, **Z)(x, initial_state=s)
         return [x] + s, y
 
     kin, kout = build(keras.layers, keras.Input)
-    km = keras.Model(kin, kout)
+    km = _keras_model(kin, kout)
     jin, jout = build(L, jg.Input)
     jm = jg.Model(jin, jout)
     jm.set_weights(km.get_weights())
@@ -138,6 +160,7 @@ def test_initial_state_is_checked_when_the_graph_is_built():
 def test_variable_length_sequences_share_one_model():
     x = jg.Input((None, 4))
     model = jg.Model(x, L.GRU(3, return_sequences=True)(x))
+    _randomize(model)
     for steps in (2, 7):
         y, _ = model.apply(model.variables, RNG.normal(size=(2, steps, 4)).astype("float32"))
         assert y.shape == (2, steps, 3)
@@ -187,6 +210,7 @@ def test_recurrent_dropout_is_random_in_training_only(cls):
     x = jg.Input((None, 4))
     model = jg.Model(x, getattr(L, cls)(8, dropout=0.3, recurrent_dropout=0.3)(x))
     plain = jg.Model(x, getattr(L, cls)(8)(x))
+    _randomize(model)
     plain.set_weights(model.get_weights())
     infer, _ = model.apply(model.variables, X, training=False)
     np.testing.assert_allclose(infer, plain.apply(plain.variables, X)[0])
@@ -203,6 +227,7 @@ def test_recurrent_dropout_is_random_in_training_only(cls):
 def test_no_rng_needed_without_dropout():
     x = jg.Input((None, 4))
     model = jg.Model(x, L.Bidirectional(L.LSTM(3))(x))
+    _randomize(model)
     y, _ = model.apply(model.variables, X, training=True)
     z, _ = model.apply(model.variables, X, training=False)
     np.testing.assert_allclose(y, z)
@@ -216,7 +241,7 @@ def test_no_rng_needed_without_dropout():
     (None, False), (None, True),
 ])
 def test_bidirectional_matches_keras(mode, seq):
-    make = lambda m: m.Bidirectional(m.LSTM(3, return_sequences=seq), merge_mode=mode)
+    make = lambda m: m.Bidirectional(m.LSTM(3, return_sequences=seq, **Z), merge_mode=mode)
     km, jm = _pair(make)
     assert [w.shape for w in jm.get_weights()] == [tuple(w.shape) for w in km.get_weights()]
     assert jm.count_params() == km.count_params()
@@ -229,16 +254,16 @@ def test_bidirectional_matches_keras(mode, seq):
 def test_bidirectional_return_state_backward_layer_and_mask_match_keras():
     def build(m, Input):
         tokens = Input((None,), dtype="int32")
-        h = m.Embedding(10, 4, mask_zero=True)(tokens)
-        seq = m.Bidirectional(m.GRU(3, return_sequences=True))(h)
+        h = m.Embedding(10, 4, mask_zero=True, **EZ)(tokens)
+        seq = m.Bidirectional(m.GRU(3, return_sequences=True, **Z))(h)
         out = m.Bidirectional(
-            m.LSTM(2, return_state=True),
+            m.LSTM(2, return_state=True, **Z),
             backward_layer=m.LSTM(2, return_state=True, go_backwards=True,
-                                  activation="relu"))(seq)
+                                  activation="relu", **Z))(seq)
         return tokens, out
 
     ki, ko = build(keras.layers, keras.Input)
-    km = keras.Model(ki, ko)
+    km = _keras_model(ki, ko)
     ji, jo = build(L, jg.Input)
     jm = jg.Model(ji, jo)
     assert len(jo) == 5
@@ -269,7 +294,8 @@ def test_bidirectional_weights_are_shared_with_its_inner_layers():
 
 
 def test_time_distributed_matches_keras():
-    make = lambda m: m.TimeDistributed(m.Dense(3, activation="tanh"))
+    make = lambda m: m.TimeDistributed(m.Dense(3, activation="tanh",
+                                               kernel_initializer="zeros"))
     km, jm = _pair(make, shape=(5, 4))
     y, _ = jm.apply(jm.variables, X)
     _close(y, km(X))
@@ -295,12 +321,12 @@ def test_time_distributed_batchnorm_threads_state():
 def test_siamese_lstm_has_one_set_of_parameters():
     def build(m, Input):
         left, right = Input((None, 4)), Input((None, 4))
-        shared = m.LSTM(6)
+        shared = m.LSTM(6, **Z)
         merged = m.concatenate([shared(left), shared(right)], axis=-1)
-        return [left, right], m.Dense(1, activation="sigmoid")(merged)
+        return [left, right], m.Dense(1, activation="sigmoid", kernel_initializer="zeros")(merged)
 
     kin, kout = build(keras.layers, keras.Input)
-    km = keras.Model(kin, kout)
+    km = _keras_model(kin, kout)
     jin, jout = build(L, jg.Input)
     jm = jg.Model(jin, jout)
     params = jm.init(jax.random.key(0))["params"]
@@ -334,7 +360,7 @@ def test_jit_and_grad_through_lstm_and_batchnorm():
     h = L.BatchNormalization()(h)
     y = L.Dense(1)(L.GRU(3)(h))
     model = jg.Model(x, y)
-    variables = model.init(jax.random.key(0))
+    variables = _randomize(model)
     target = np.ones((3, 1), "float32")
 
     @jax.jit
@@ -354,7 +380,8 @@ def test_jit_and_grad_through_lstm_and_batchnorm():
 def _x64_case(layer, shape, **call_kwargs):
     x = jnp.asarray(RNG.normal(size=shape), jnp.float64)
     layer._maybe_build(jg.Input(shape[1:]))
-    w = {k: jnp.asarray(v, jnp.float64) for k, v in layer.init_values(jax.random.key(2)).items()}
+    w = {v.name: jnp.asarray(RNG.normal(scale=0.5, size=v.shape), jnp.float64)
+         for v in layer.weights}
     f = jax.jit(lambda w, x: layer.call(w, x, **call_kwargs))
     check_grads(f, (w, x), order=1, modes=["rev"])
 

@@ -216,8 +216,10 @@ def test_objective_never_logged_is_a_clear_error():
 
 
 def test_search_bad_input():
+    empty = tune.RandomSearch(lambda hp: 1.0, objective="loss", max_trials=2, verbose=0)
     with pytest.raises(ValueError, match="asks for no hyperparameters.*max_trials=1"):
-        tune.RandomSearch(lambda hp: 1.0, objective="loss", max_trials=2, verbose=0).search()
+        empty.search()
+    assert [r["status"] for r in empty.results] == ["FAILED"]
     single = tune.RandomSearch(lambda hp: 1.0, objective="loss", max_trials=1, verbose=0)
     assert single.search().results[0]["score"] == 1.0
 

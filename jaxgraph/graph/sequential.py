@@ -43,7 +43,14 @@ class Sequential(Functional):
             if not self._stack and self._input_tensor is None:
                 shape = layer._declared_input_shape
                 if shape is not None:
-                    self._input_tensor = Input(shape=shape, batch_size=layer._declared_batch_size)
+                    self._input_tensor = Input(shape=shape, batch_size=layer._declared_batch_size,
+                                               dtype=getattr(layer, "_declared_input_dtype",
+                                                             "float32"))
+                elif isinstance(layer, Functional) and layer._input_struct is not None \
+                        and len(layer.inputs) == 1:
+                    # `model.add(conv_base)`: a built model brings its input shape along.
+                    t = layer.inputs[0]
+                    self._input_tensor = Input(shape=t.shape[1:], dtype=t.dtype)
             self._stack.append(layer)
         else:
             raise TypeError(

@@ -247,7 +247,8 @@ def _masked_softmax(scores, mask, axes, zero_masked: bool):
     """Softmax over `axes`; masked entries get no weight (rows with nothing left are 0
     when `zero_masked`, uniform otherwise, as Keras's two attention paths do)."""
     if mask is not None:
-        scores = jnp.where(mask, scores, jnp.asarray(_LARGE_NEGATIVE, scores.dtype))
+        fill = -3e4 if scores.dtype == jnp.float16 else _LARGE_NEGATIVE
+        scores = jnp.where(mask, scores, jnp.asarray(fill, scores.dtype))
     probs = jax.nn.softmax(scores, axis=axes)
     if mask is not None and zero_masked:
         probs = jnp.where(mask, probs, jnp.zeros((), probs.dtype))
@@ -409,6 +410,23 @@ class MultiHeadAttention(Layer):
             self._build_from_call(
                 tuple(a if a is None else jnp.asarray(a) for a in args), kwargs)
         return super()._eager_call(args, kwargs)
+
+    def keras_weight_groups(self) -> dict[str, list[str]]:
+        """Where Keras 3 weight files (`.weights.h5`, `.keras`) keep this layer's weights.
+
+        Keras saves the projections as sublayers: `<layer>/query_dense/vars/0` is the
+        query kernel, `.../vars/1` its bias, and so on (`_gate_dense` with `use_gate`); the
+        layer's own `vars` group is empty. Maps each sub-group (relative to the layer's
+        group, '' for its own) to the names of the weights it holds, in file order.
+        """
+        groups = {"": []}
+        parts = [("key_dense", "key"), ("output_dense", "attention_output"),
+                 ("query_dense", "query"), ("value_dense", "value")]
+        if self.use_gate:
+            parts.append(("_gate_dense", "gate"))
+        for group, prefix in parts:
+            groups[group] = [f"{prefix}/kernel"] + ([f"{prefix}/bias"] if self.use_bias else [])
+        return groups
 
     # ------------------------------------------------------------------ computing
 

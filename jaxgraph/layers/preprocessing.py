@@ -182,7 +182,7 @@ class _ImageLayer(Layer):
     def _to_nhwc(self, x):
         """Batched channels-last compute-dtype images, and how to undo the layout change."""
         x = jnp.asarray(x)
-        if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype != self.compute_dtype:
+        if x.dtype != jnp.dtype(self.compute_dtype):
             x = x.astype(self.compute_dtype)
         unbatched = x.ndim == 3
         if unbatched:

@@ -1,6 +1,6 @@
-"""Keras-style preprocessing helpers (`jaxgraph.preprocessing.sequence.pad_sequences`)."""
+"""Keras-style preprocessing helpers: `sequence.pad_sequences`, `image`, `text`."""
 
-from jaxgraph.preprocessing import sequence
+from jaxgraph.preprocessing import image, sequence, text
 from jaxgraph.preprocessing.sequence import pad_sequences
 
-__all__ = ["pad_sequences", "sequence"]
+__all__ = ["image", "pad_sequences", "sequence", "text"]

@@ -194,45 +194,39 @@ class Staged:
         return cls([put(a) for a in xs], [put(a) for a in ys], [put(a) for a in sws], n)
 
 
-def epoch_indices(n: int, batch_size: int, shuffle: bool, seed: int, epoch: int):
-    """(steps, batch) sample indices and a validity mask; the last batch is padded by
-    wrapping around (with weight 0), so every step has the same shape."""
-    steps = max(1, math.ceil(n / batch_size))
-    if shuffle:
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-    else:
-        order = np.arange(n)
-    total = steps * batch_size
-    idx = np.resize(order, total).astype(np.int32)
-    valid = (np.arange(total) < n).astype(np.float32)
-    return idx.reshape(steps, batch_size), valid.reshape(steps, batch_size)
+class EpochPlan:
+    """Which rows each step of an epoch uses, shaped (chunks, k, batch).
 
-
-def device_epoch_indices(seed, epoch, *, n: int, batch_size: int, steps: int, k: int,
-                         shuffle: bool):
-    """The epoch's sample order, built on the device (no host work, no transfer).
-
-    Returns idx (chunks, k, batch), valid (chunks, k, batch) and active (chunks, k):
-    the last batch wraps around with weight 0 and, when k does not divide the epoch,
-    trailing steps are inactive, so every dispatch has the same shapes.
+    The validity and activity masks never change and are staged once; each epoch only
+    a fresh permutation (drawn on the host, deterministic in (seed, epoch)) travels to
+    the device. The last batch wraps around with weight 0 and, when k does not divide
+    the epoch, trailing steps are inactive, so every dispatch has the same shapes.
     """
-    import jax.numpy as jnp
 
-    total = steps * batch_size
-    if shuffle:
-        key = jax.random.fold_in(jax.random.key(seed), epoch)
-        order = jax.random.permutation(key, n)
-    else:
-        order = jnp.arange(n)
-    order = jnp.tile(order, math.ceil(total / n))[:total].astype(jnp.int32)
-    valid = (jnp.arange(total) < n).astype(jnp.float32)
-    chunks = math.ceil(steps / k)
-    pad = (chunks * k - steps) * batch_size
-    idx = jnp.concatenate([order, jnp.zeros((pad,), jnp.int32)])
-    valid = jnp.concatenate([valid, jnp.zeros((pad,), jnp.float32)])
-    active = jnp.arange(chunks * k) < steps
-    return (idx.reshape(chunks, k, batch_size), valid.reshape(chunks, k, batch_size),
-            active.reshape(chunks, k))
+    def __init__(self, n: int, batch_size: int, steps: int, k: int, shuffle: bool,
+                 sharding=None):
+        self.n, self.batch_size, self.steps, self.k, self.shuffle = n, batch_size, steps, k, shuffle
+        self.chunks = math.ceil(steps / k)
+        self.total = steps * batch_size
+        padded = self.chunks * k * batch_size
+        valid = (np.arange(padded) < min(n, self.total)).astype(np.float32)
+        valid[self.total:] = 0.0
+        active = np.arange(self.chunks * k) < steps
+        self._sharding = sharding
+        self.valid = self._put(valid.reshape(self.chunks, k, batch_size))
+        self.active = self._put(active.reshape(self.chunks, k))
+
+    def _put(self, a):
+        return jax.device_put(a) if self._sharding is None else jax.device_put(a, self._sharding)
+
+    def indices(self, seed: int, epoch: int):
+        if self.shuffle:
+            order = np.random.default_rng([seed, epoch]).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        idx = np.zeros(self.chunks * self.k * self.batch_size, np.int32)
+        idx[:self.total] = np.resize(order, self.total)
+        return self._put(idx.reshape(self.chunks, self.k, self.batch_size))
 
 
 def pad_batch(arrays: list, size: int):

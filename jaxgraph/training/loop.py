@@ -98,6 +98,8 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
             raise ValueError("validation_split is not supported with a generator; pass "
                              "validation_data")
         steps = steps_per_epoch
+        if steps is None and hasattr(x, "__len__"):
+            steps = len(x)  # Keras: a sized stream (PyDataset, flow(...)) defines the epoch
         train_arrays = None
     else:
         xs, ys, sws, n = model._prepare(trainer, x, y, sample_weight, class_weight)
@@ -157,8 +159,7 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
         staged = trainer.stage(xs, ys, sws)
         k = trainer.choose_k(steps, bool(listeners), progbar_only)
         train = trainer.train_fn(k, masked=steps % k != 0)
-        index_fn = trainer.index_fn(n=n, batch_size=batch_size, steps=steps, k=k,
-                                    shuffle=bool(shuffle))
+        plan = trainer.epoch_plan(n, batch_size, steps, k, bool(shuffle))
     if val_arrays is not None:
         val_staged = trainer.stage(*val_arrays[:3])
     val_batch = validation_batch_size or batch_size or _DEFAULT_BATCH
@@ -168,8 +169,9 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
         trainer.epoch = epoch
         cbl.call("on_epoch_begin", epoch, Logs())
         if staged is not None:
-            idx_d, valid_d, active_d = index_fn(trainer.data_seed, epoch)
-            chunks = idx_d.shape[0]
+            idx_d, valid_d, active_d = plan.indices(trainer.data_seed, epoch), plan.valid, \
+                plan.active
+            chunks = plan.chunks
             data = (staged.xs, staged.ys, staged.sws)
             for c in range(chunks):
                 first = c * k
@@ -259,9 +261,8 @@ def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables):
         batch_size = math.ceil(batch_size / r) * r
     steps = math.ceil(staged.n / batch_size)
     k = 1 if listeners else (1 if trainer.choose_k(steps, False, False) == 1 else steps)
-    idx_d, valid_d, _ = trainer.index_fn(n=staged.n, batch_size=batch_size, steps=steps, k=k,
-                                         shuffle=False)(0, 0)
-    chunks = idx_d.shape[0]
+    plan = trainer.epoch_plan(staged.n, batch_size, steps, k, False)
+    idx_d, valid_d, chunks = plan.indices(0, 0), plan.valid, plan.chunks
     fn = trainer.eval_fn()
     ms = trainer._init_metrics_fn()
     data = (staged.xs, staged.ys, staged.sws)

@@ -166,7 +166,7 @@ class Trainer:
         self._pending_opt_leaves = None
         self._train_fns: dict[int, Any] = {}
         self._eval_fns: dict[int, Any] = {}
-        self._index_fns: dict[tuple, Any] = {}
+        self._plans: dict[tuple, Any] = {}
         self.data_seed: int | None = None
         self._stream_train = None
         self._stream_eval = None
@@ -304,13 +304,13 @@ class Trainer:
                 functools.partial(self.steps.train_chunk, masked=masked), donate_argnums=0)
         return self._train_fns[(k, masked)]
 
-    def index_fn(self, **static):
-        """Jitted device-side epoch ordering for these static sizes (cached)."""
-        key = tuple(sorted(static.items()))
-        if key not in self._index_fns:
-            self._index_fns[key] = jax.jit(
-                functools.partial(data_mod.device_epoch_indices, **static))
-        return self._index_fns[key]
+    def epoch_plan(self, n, batch_size, steps, k, shuffle) -> data_mod.EpochPlan:
+        """The (cached) step layout for these sizes; masks are staged once."""
+        key = (n, batch_size, steps, k, shuffle)
+        if key not in self._plans:
+            sharding = None if self.distribution is None else self.distribution.replicated()
+            self._plans[key] = data_mod.EpochPlan(n, batch_size, steps, k, shuffle, sharding)
+        return self._plans[key]
 
     def eval_fn(self):
         if not self._eval_fns:

@@ -150,16 +150,16 @@ class _Engine:
         self.chunk = trainer.choose_k(self.n_steps, False, False)
         self.masked = self.n_steps % self.chunk != 0
         self.staged = data_mod.Staged.put(xs, ys, sws)
-        self.index = trainer.index_fn(n=n, batch_size=self.batch_size, steps=self.n_steps,
-                                      k=self.chunk, shuffle=bool(shuffle))
+        # fit's own step layout, so members see exactly the batches fit would give them.
+        self.plan = trainer.epoch_plan(n, self.batch_size, self.n_steps, self.chunk,
+                                       bool(shuffle))
         self.val_staged = None
         if val is not None:
             self.val_staged = data_mod.Staged.put(*val[:3])
             vb = int(validation_batch_size or self.batch_size)
             vsteps = math.ceil(self.val_staged.n / vb)
             vk = 1 if self.chunk == 1 else vsteps  # as fit's evaluation chooses
-            self.val_index = trainer.index_fn(n=self.val_staged.n, batch_size=vb, steps=vsteps,
-                                              k=vk, shuffle=False)(0, 0)
+            self.val_plan = trainer.epoch_plan(self.val_staged.n, vb, vsteps, vk, False)
 
     def _program(self, key, make):
         """Compiled programs live on the trainer, so later populations of this compiled
@@ -213,18 +213,18 @@ class _Engine:
         data = (self.staged.xs, self.staged.ys, self.staged.sws)
         for epoch in range(epochs):
             ts["metrics"] = self.fresh_metrics()
-            idx, valid, active = self.index(data_seed, epoch)
-            for c in range(idx.shape[0]):
-                ts = self.train_fn(ts, data, idx, valid, active, c)
+            idx = self.plan.indices(data_seed, epoch)
+            for c in range(self.plan.chunks):
+                ts = self.train_fn(ts, data, idx, self.plan.valid, self.plan.active, c)
             logs = dict(self.results_fn(ts["metrics"]))
             if self.val_staged is not None:
                 variables = self.steps.variables_of(ts)
                 vdata = (self.val_staged.xs, self.val_staged.ys, self.val_staged.sws)
-                vidx, vvalid, _ = self.val_index
+                vidx = self.val_plan.indices(0, 0)
                 ms = self.fresh_metrics()
-                for c in range(vidx.shape[0]):
+                for c in range(self.val_plan.chunks):
                     ms = self.eval_fn(ms, variables["params"], variables["state"],
-                                      ts["loss_weights"], vdata, vidx, vvalid, c)
+                                      ts["loss_weights"], vdata, vidx, self.val_plan.valid, c)
                 logs.update({f"val_{k}": v for k, v in self.results_fn(ms).items()})
             lr = optimizers_mod.get_learning_rate(ts["opt"])
             if lr is not None:

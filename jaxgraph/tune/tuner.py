@@ -27,7 +27,12 @@ from ..callbacks.base import Callback
 from .hyperparameters import HyperParameters
 from .objective import as_objective
 
-_STATUSES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+_STATUSES = ("COMPLETE", "PRUNED", "FAILED", "RUNNING", "WAITING")
+
+
+def _status(trial) -> str:
+    """Optuna's state name, with FAIL spelled FAILED."""
+    return "FAILED" if trial.state.name == "FAIL" else trial.state.name
 
 
 def _optuna():
@@ -378,7 +383,7 @@ class Tuner:
         if number not in trials:
             raise ValueError(f"No trial {number}; the study has trials {sorted(trials)}")
         if trials[number].state.name != "COMPLETE":
-            raise RuntimeError(f"Trial {number} is {trials[number].state.name}, not COMPLETE; "
+            raise RuntimeError(f"Trial {number} is {_status(trials[number])}, not COMPLETE; "
                                "only complete trials keep their models")
         path = None if self.models_directory is None else self._model_path(number)
         if path is not None and os.path.exists(path):
@@ -392,7 +397,7 @@ class Tuner:
     def results_summary(self, num_trials: int = 10, print_fn=print) -> None:
         """Print the best trials as a table (then the pruned and failed ones)."""
         trials = self._study.trials
-        counts = {s: sum(1 for t in trials if t.state.name == s) for s in _STATUSES}
+        counts = {s: sum(1 for t in trials if _status(t) == s) for s in _STATUSES}
         print_fn(f"Results summary: {self.project_name!r}, objective {self.objective.name} "
                  f"({self.objective.direction}); {len(trials)} trials: "
                  + ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v))
@@ -447,7 +452,7 @@ def _row(trial) -> dict:
         "number": trial.number,
         "hyperparameters": _hyperparameters(trial),
         "score": None if score is None else float(score),
-        "status": trial.state.name,
+        "status": _status(trial),
         "seconds": float(trial.user_attrs.get("seconds", 0.0)),
         "epochs": int(trial.user_attrs.get("epochs", 0)),
     }

@@ -4,6 +4,13 @@ from ..random import set_random_seed
 from .data_utils import normalize, to_categorical
 
 
+def image_dataset_from_directory(directory, **kwargs):
+    """Stream (images, labels) batches from class subfolders (see `utils.image_dataset`)."""
+    from .image_dataset import image_dataset_from_directory as _load
+
+    return _load(directory, **kwargs)
+
+
 def plot_model(model, to_file="model.png", **kwargs):
     """Draw the layer graph with Graphviz (see `jaxgraph.utils.plot.plot_model`)."""
     from .plot import plot_model as _plot
@@ -17,4 +24,5 @@ def model_to_dot(model, **kwargs):
     return _to_dot(model, **kwargs)
 
 
-__all__ = ["model_to_dot", "normalize", "plot_model", "set_random_seed", "to_categorical"]
+__all__ = ["image_dataset_from_directory", "model_to_dot", "normalize", "plot_model",
+           "set_random_seed", "to_categorical"]
