@@ -15,8 +15,15 @@ from .training import losses, metrics, optimizers
 for _name, _mod in (("losses", losses), ("metrics", metrics), ("optimizers", optimizers)):
     _sys.modules[f"{__name__}.{_name}"] = _mod
 
-from . import callbacks, datasets, distribution, models, preprocessing, utils  # noqa: E402
-from . import vis  # noqa: E402
+from . import (  # noqa: E402
+    callbacks,
+    datasets,
+    distribution,
+    models,
+    preprocessing,
+    utils,
+    vis,  # noqa: E402
+)
 
 mixed_precision = dtype_policy
 __version__ = "0.1.0"
