@@ -69,7 +69,7 @@ def main():
     # The two networks as one jaxgraph Model, with weights tuned for this pair.
     pair = ensemble.fit_ensemble_weights([convnet, mlp], x_val, y_val)
     networks = compiled(ensemble.Ensemble([convnet, mlp], weights=pair, name="nets"))
-    _, nets_acc = networks.evaluate(x_test, y_test, verbose=0)
+    nets_acc = accuracy(networks.predict(x_test, verbose=0), y_test)
     print(f"Ensemble model of the two networks ({networks.count_params()} parameters): test "
           f"accuracy {nets_acc:.4f}, gain over its best member "
           f"{nets_acc - max(singles[:2]):+.4f}")
@@ -84,7 +84,7 @@ def main():
     probabilities = jax.vmap(lambda v: template.apply(v, x_test)[0])(
         members.population.variables)
     member_acc = [accuracy(p, y_test) for p in probabilities]
-    _, acc = members.evaluate(x_test, y_test, verbose=0)
+    acc = accuracy(members.predict(x_test, verbose=0), y_test)
     print(f"fit_vmapped: 8 MLPs in one program ({seconds:.1f}s); members "
           f"{min(member_acc):.4f}..{max(member_acc):.4f}, ensemble {acc:.4f}, gain over the "
           f"best member {acc - max(member_acc):+.4f}")

@@ -223,6 +223,16 @@ def test_search_bad_input():
     single = tune.RandomSearch(lambda hp: 1.0, objective="loss", max_trials=1, verbose=0)
     assert single.search().results[0]["score"] == 1.0
 
+    def diverging(hp):
+        x = hp.Float("x", 0.0, 1.0)
+        return float("nan") if x > 0.5 else x
+
+    scored = tune.RandomSearch(diverging, objective="loss", max_trials=6, seed=0, verbose=0)
+    rows = scored.search().results  # NaN scores rank last instead of stopping the search
+    assert len(rows) == 6 and all(r["status"] == "COMPLETE" for r in rows)
+    assert {r["score"] == np.inf for r in rows} == {True, False}
+    assert scored.get_best_hyperparameters()[0]["x"] <= 0.5
+
     def uncompiled(hp):
         hp.Int("units", 1, 4)
         inputs = Input(shape=(1,))

@@ -250,9 +250,12 @@ class Trainer:
         """The whole training state as a pytree (for checkpoints)."""
         self.ensure_state()
         ts = self.ts
+        if self.data_seed is None:
+            self.data_seed = jg_random.next_seed()
         return {"train": ts["train"], "frozen": ts["frozen"], "mstate": ts["mstate"],
                 "opt": ts["opt"], "step": ts["step"],
-                "rng": jax.random.key_data(ts["rng"]), "loss_weights": ts["loss_weights"]}
+                "rng": jax.random.key_data(ts["rng"]), "loss_weights": ts["loss_weights"],
+                "data_seed": jnp.asarray(self.data_seed, jnp.int32)}
 
     def set_state(self, state: dict) -> None:
         self.ensure_state()
@@ -267,6 +270,7 @@ class Trainer:
             lambda r, v: jnp.asarray(v, dtype=r.dtype) if hasattr(r, "dtype") else v,
             {**ref, "rng": ref["rng"]}, {**restored, "rng": state["rng"]})
         restored["rng"] = jax.random.wrap_key_data(jnp.asarray(state["rng"]))
+        self.data_seed = int(np.asarray(restored.pop("data_seed")))
         self.ts = {**self.ts, **restored}
         self.push_to_model()
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _SAMPLINGS = ("linear", "log")
-_METHODS = ("Int", "Float", "Choice", "Boolean", "Fixed", "conditional_scope", "get",
+_METHODS = ("Int", "Float", "Choice", "Boolean", "Fixed", "conditional_scope", "get", "report",
             "values", "space", "is_active")
 _CHOICE_TYPES = (bool, int, float, str)
 

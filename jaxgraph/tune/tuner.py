@@ -286,8 +286,9 @@ class Tuner:
                     reporter = _TrialReporter(trial, self.objective, scores, execution)
                     reporters.append(reporter)
                     score, model = self._fit_trial(built, reporter, x, y, fit_kwargs)
-                if math.isnan(score):
-                    raise ValueError(f"Trial {trial.number} scored NaN ({hp.values})")
+                if math.isnan(score):  # diverged: the worst score, and the search goes on
+                    trial.set_user_attr("nan", True)
+                    score = math.inf if self.objective.minimize else -math.inf
                 scores.append(score)
                 if self.objective.better(score, best_score):
                     best_score, best_model = score, model
