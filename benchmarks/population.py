@@ -61,25 +61,26 @@ def main(argv=None):
     rates = np.geomspace(1e-4, 3e-2, args.k).tolist()
     fit_kwargs = dict(epochs=epochs, batch_size=args.batch_size, validation_data=(xv, yv))
 
-    def population(model):
-        set_random_seed(0)
-        return tune.train_population(model, [{"learning_rate": r} for r in rates], x, y,
-                                     **fit_kwargs)
+    def population(build):
+        return tune.train_population(build, [{"learning_rate": r} for r in rates], x, y,
+                                     seed=0, **fit_kwargs)
 
-    def sequential(models):
+    models = []
+
+    def sequential(build):
         histories = []
-        for model, rate in zip(models, rates):
-            set_random_seed(0)
-            model.optimizer.learning_rate = rate
-            histories.append(model.fit(x, y, verbose=0, **fit_kwargs).history)
+        for i, rate in enumerate(rates):
+            if build:  # seeded as train_population(seed=0) is: same weights, batches, keys
+                set_random_seed(0)
+                models.append(build_mlp())
+            models[i].optimizer.learning_rate = rate
+            histories.append(models[i].fit(x, y, verbose=0, **fit_kwargs).history)
         return histories
 
-    template = build_mlp()
-    pop_cold, pop = timed(lambda: population(template))
-    models = [build_mlp() for _ in rates]
-    seq_cold, seq = timed(lambda: sequential(models))
-    pop_warm, _ = timed(lambda: population(template))  # reuses the compiled programs
-    seq_warm, _ = timed(lambda: sequential(models))
+    pop_cold, pop = timed(lambda: population(build_mlp))
+    seq_cold, seq = timed(lambda: sequential(build=True))
+    pop_warm, _ = timed(lambda: population(pop.model))  # reuses the compiled programs
+    seq_warm, _ = timed(lambda: sequential(build=False))
 
     def max_diff(epoch):
         return max(abs(p["val_loss"][epoch] - s["val_loss"][epoch])

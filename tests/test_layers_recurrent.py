@@ -155,6 +155,8 @@ def test_initial_state_is_checked_when_the_graph_is_built():
         L.LSTM(5)(x, initial_state=[h])
     with pytest.raises(ValueError, match=r"\(batch, 6\)"):
         L.GRU(6)(x, initial_state=[h])
+    with pytest.raises(ValueError, match="1 state"):
+        L.GRU(5)(x, [h, h])  # Keras also takes the states as the second positional argument
 
 
 def test_variable_length_sequences_share_one_model():
@@ -388,8 +390,7 @@ def _x64_case(layer, shape, **call_kwargs):
 
 @pytest.mark.parametrize("make", [
     lambda: L.LSTM(3, return_sequences=True),
-    lambda: L.GRU(3, return_state=True),
-    lambda: L.GRU(2, reset_after=False, go_backwards=True),
+    lambda: L.GRU(3, return_state=True, reset_after=False, go_backwards=True),
 ])
 def test_gradients_are_correct(make):
     with jax.enable_x64(True):

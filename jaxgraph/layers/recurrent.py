@@ -240,7 +240,7 @@ class _RNN(Layer):
         return out
 
     def compute_output_spec(self, *args, **kwargs):
-        init = kwargs.get("initial_state")
+        init = kwargs.get("initial_state", args[1] if len(args) > 1 else None)
         if init is not None:
             self._check_initial_state(init)
         return super().compute_output_spec(*args, **kwargs)

@@ -201,7 +201,7 @@ class Steps:
         def take(a):
             if a is None:
                 return None
-            rows = jnp.take(a, idx, axis=0)
+            rows = jnp.take(a, idx, axis=0, mode="clip")  # indices are in range by construction
             if dist is not None:
                 rows = jax.lax.with_sharding_constraint(rows, dist.batch_sharding(rows.ndim))
             return rows

@@ -351,13 +351,14 @@ def train_population(build_fn, hyperparameters, x, y, epochs=1, batch_size=None,
                      seed=None, verbose=0) -> Population:
     """Train one member per hyperparameter setting, all in one vmapped compiled program.
 
-    `build_fn` is a compiled Model or a zero-argument callable returning one. Every
-    member starts from the same weights and sees the same batches; `hyperparameters`
-    (a list of dicts, or a dict of equal-length arrays) sets, per member, the learning
-    rate (`learning_rate` or `lr`), any other float the optimizer keeps in its state
-    (`momentum`, `beta_1`, `rho`, `weight_decay`, ...) and `loss_weights`. After
-    `set_random_seed(s)`, member i reproduces `set_random_seed(s); build_fn().fit(...)`
-    with the same settings (`seed=s` does the `set_random_seed` for you).
+    `build_fn` is a compiled Model (members start from its current weights) or a
+    zero-argument callable returning one. Every member starts from the same weights
+    and sees the same batches; `hyperparameters` (a list of dicts, or a dict of
+    equal-length arrays) sets, per member, the learning rate (`learning_rate` or
+    `lr`), any other float the optimizer keeps in its state (`momentum`, `beta_1`,
+    `rho`, `weight_decay`, ...) and `loss_weights`. With `seed=s`, member i computes
+    what `set_random_seed(s); model = build_fn(); model.fit(...)` computes with its
+    settings (up to the summation order of batched matmuls).
     """
     if seed is not None:
         jg_random.set_random_seed(seed)
