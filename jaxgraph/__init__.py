@@ -37,6 +37,7 @@ __all__ = [
     "constraints",
     "datasets",
     "distribution",
+    "ensemble",
     "initializers",
     "layers",
     "losses",
@@ -46,6 +47,7 @@ __all__ = [
     "optimizers",
     "preprocessing",
     "regularizers",
+    "tune",
     "utils",
     "vis",
 ]
