@@ -16,13 +16,16 @@ for _name, _mod in (("losses", losses), ("metrics", metrics), ("optimizers", opt
     _sys.modules[f"{__name__}.{_name}"] = _mod
 
 from . import (  # noqa: E402
+    applications,
     callbacks,
     datasets,
     distribution,
+    ensemble,
     models,
     preprocessing,
+    tune,
     utils,
-    vis,  # noqa: E402
+    vis,
 )
 
 mixed_precision = dtype_policy
@@ -33,6 +36,7 @@ __all__ = [
     "Model",
     "Sequential",
     "activations",
+    "applications",
     "callbacks",
     "constraints",
     "datasets",
