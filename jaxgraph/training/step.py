@@ -14,25 +14,45 @@ import collections
 import jax
 import jax.numpy as jnp
 import optax
-from flax import traverse_util
 
 from ..lowering import constraints as model_constraints
 from ..lowering import regularization_loss, run_model, trainable_mask
 from .objective import Objective
 
 
+def flatten_dict(tree: dict, prefix: tuple = ()) -> dict:
+    """{('dense', 'kernel'): leaf, ...} for a nested dict (empty dicts vanish)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten_dict(value, prefix + (key,)))
+        else:
+            out[prefix + (key,)] = value
+    return out
+
+
+def unflatten_dict(flat: dict) -> dict:
+    out: dict = {}
+    for path, value in flat.items():
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return out
+
+
 def split_params(params: dict, mask: dict) -> tuple[dict, dict]:
-    flat = traverse_util.flatten_dict(params)
-    flat_mask = traverse_util.flatten_dict(mask)
+    flat = flatten_dict(params)
+    flat_mask = flatten_dict(mask)
     train = {k: v for k, v in flat.items() if flat_mask[k]}
     frozen = {k: v for k, v in flat.items() if not flat_mask[k]}
-    return traverse_util.unflatten_dict(train), traverse_util.unflatten_dict(frozen)
+    return unflatten_dict(train), unflatten_dict(frozen)
 
 
 def merge_params(train: dict, frozen: dict) -> dict:
-    flat = traverse_util.flatten_dict(train)
-    flat.update(traverse_util.flatten_dict(frozen))
-    return traverse_util.unflatten_dict(flat)
+    flat = flatten_dict(train)
+    flat.update(flatten_dict(frozen))
+    return unflatten_dict(flat)
 
 
 def _reduce_per_sample(loss):
@@ -172,12 +192,12 @@ class Steps:
     def _constrain(self, train: dict) -> dict:
         if not self._constraints:
             return train
-        flat = traverse_util.flatten_dict(train)
+        flat = flatten_dict(train)
         for path, name, constraint in self._constraints:
             key = path + (name,)
             if key in flat:
                 flat[key] = constraint(flat[key])
-        return traverse_util.unflatten_dict(flat)
+        return unflatten_dict(flat)
 
     def eval_step(self, ms: dict, params, mstate, x, y, sw, valid) -> dict:
         self.trace_counts["eval_step"] += 1
