@@ -318,3 +318,25 @@ def test_load_keras_weights_reports_every_mismatch_on_both_sides(tmp_path):
     # Nothing was assigned, not even the layer that matched.
     for a, b in zip(before, jm.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_multi_head_attention_weights_files_both_ways(tmp_path):
+    """Keras keeps MHA projections as sublayer groups (query_dense, ...); both directions."""
+    import jaxgraph
+    from jaxgraph import layers as jl
+
+    q = keras.Input((5, 8))
+    out = keras.layers.MultiHeadAttention(2, 4, name="mha")(q, q)
+    km = keras.Model(q, keras.layers.Dense(3, name="head")(out))
+    km.set_weights([np.random.default_rng(i).normal(size=w.shape).astype("f4")
+                    for i, w in enumerate(km.get_weights())])
+    km.save_weights(tmp_path / "k.weights.h5")
+    i = jaxgraph.Input((5, 8))
+    jm = jaxgraph.Model(i, jl.Dense(3, name="head")(jl.MultiHeadAttention(2, 4, name="mha")(i, i)))
+    jm.load_weights(tmp_path / "k.weights.h5")
+    x = np.random.default_rng(9).normal(size=(2, 5, 8)).astype("f4")
+    np.testing.assert_allclose(jm.predict(x, verbose=0), np.asarray(km(x)), atol=1e-5)
+    jm.save_weights(tmp_path / "j.weights.h5")
+    km2 = keras.models.clone_model(km)
+    km2.load_weights(tmp_path / "j.weights.h5")
+    np.testing.assert_allclose(np.asarray(km2(x)), np.asarray(km(x)), atol=1e-6)

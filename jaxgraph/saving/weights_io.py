@@ -183,6 +183,11 @@ def _sub_slots(obj, path: str, prefix: str, leaf: Layer) -> list[Slot]:
         sub_prefix = _wrapper_parts(obj)[id(inner)]
         return [Slot(path, obj.name, leaf)] + _sub_slots(inner, _join(path, "layer"),
                                                           prefix + sub_prefix, leaf)
+    groups = getattr(obj, "keras_weight_groups", None)
+    if callable(groups):  # e.g. MultiHeadAttention: projections stored as sublayers
+        return [Slot(_join(path, group), names[0].split("/")[0] if group else obj.name, leaf,
+                     [prefix + n for n in names])
+                for group, names in groups().items()]
     names = [prefix + w.name for w in obj.weights]
     if _mro_names(obj) & _RNN_CLASSES:
         cell_name = f"{keras_snake_case(type(obj).__name__)}_cell"
