@@ -216,18 +216,26 @@ def _fit_stream_epoch(model, trainer, cbl, stream, steps, begin_listeners, end_l
         trainer._stream_iter = it
     size = trainer.__dict__.get("_stream_batch")
     step = 0
+    restarted = False
     while steps is None or step < steps:
         try:
             batch = next(it[1])
         except StopIteration:
             trainer._stream_iter = None
-            if steps is not None and step == 0:
-                raise ValueError("The training generator produced no batches") from None
-            if steps is not None:
-                it = (stream, iter(stream))
-                trainer._stream_iter = it
-                continue
-            break
+            fresh = None if steps is None or restarted else iter(stream)
+            if fresh is None or fresh is it[1]:  # the epoch (or a one-shot generator) ends
+                if step == 0:
+                    raise ValueError(
+                        "The training data produced no batches this epoch (an exhausted "
+                        "generator?). Give a re-iterable dataset, or a generator that loops "
+                        "with steps_per_epoch."
+                    ) from None
+                break
+            it = (stream, fresh)  # a re-iterable dataset: start its next pass
+            trainer._stream_iter = it
+            restarted = True
+            continue
+        restarted = False
         bx, by, bsw = data_mod.unpack_batch(batch)
         xs, ys, sws, n = model._prepare(trainer, bx, by, bsw, None)
         if size is None:
