@@ -12,7 +12,6 @@ from .. import random as jg_random
 from ..callbacks.base import CallbackList, Logs
 from . import data as data_mod
 from . import optimizers as optimizers_mod
-from .step import merge_params
 
 _DEFAULT_BATCH = 32
 
@@ -126,7 +125,7 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     user_val = None
     if val_arrays is not None:
         xv, yv, swv, _ = val_arrays
-        user_val = (_pack(model.input_names, xv, model), _pack(model.output_names, yv, model),
+        user_val = (_single_or_list(xv), _single_or_list(yv),
                     swv[0] if swv else None)
     elif val_stream:
         user_val = validation_data
@@ -253,7 +252,7 @@ def _fit_stream_epoch(model, trainer, cbl, stream, steps, begin_listeners, end_l
             break
 
 
-def _pack(names, arrays, model):
+def _single_or_list(arrays):
     if len(arrays) == 1:
         return arrays[0]
     return list(arrays)
@@ -394,4 +393,4 @@ def _predict_arrays(model, fn, variables, xs, batch_size):
     return [np.concatenate([o[j] for o in flat_outs])[:n] for j in range(len(flat_outs[0]))]
 
 
-__all__ = ["run_fit", "run_evaluate", "run_predict", "merge_params"]
+__all__ = ["run_fit", "run_evaluate", "run_predict"]

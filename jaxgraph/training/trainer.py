@@ -13,7 +13,6 @@ import contextlib
 import functools
 import math
 import os
-import sys
 from typing import Any
 
 import jax
@@ -26,8 +25,6 @@ from . import data as data_mod
 from . import optimizers as optimizers_mod
 from .objective import build_objective
 from .step import Steps, split_params
-
-_CONV_HINTS = ("Conv", "Pooling")
 
 
 def enable_compilation_cache() -> None:
@@ -72,7 +69,7 @@ def _has_conv(model) -> bool:
             if isinstance(layer, Functional):
                 if walk(layer):
                     return True
-            elif any(h in type(layer).__name__ for h in _CONV_HINTS[:1]):
+            elif "Conv" in type(layer).__name__:
                 return True
         return False
 
@@ -624,6 +621,3 @@ def _compile_config(optimizer, spec, loss, loss_weights, metrics, weighted_metri
         "steps_per_execution": spe,
     }
 
-
-def is_interactive() -> bool:
-    return sys.stdout.isatty()
