@@ -21,6 +21,10 @@ import threading
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# Cold compiles for every column: jaxgraph would otherwise switch JAX's persistent cache on
+# for everything after its first compile, and later columns would time cache hits.
+# --compilation-cache DIR turns the cache on for all columns alike.
+os.environ.setdefault("JAXGRAPH_NO_COMPILATION_CACHE", "1")
 
 import jax  # noqa: E402
 
@@ -148,7 +152,12 @@ def main(argv=None) -> dict:
     p.add_argument("--skip", default=CPU_SKIP if jax.default_backend() == "cpu" else "",
                    help=f"workload:method pairs not to run (CPU default: {CPU_SKIP})")
     p.add_argument("--out", default=None, help="write every run and the medians as JSON")
+    p.add_argument("--compilation-cache", default=None, metavar="DIR",
+                   help="JAX persistent compilation cache for every column (default: off)")
     args = p.parse_args(argv)
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     assert args.epochs >= 2, "need at least one steady-state epoch after the first"
     repeats = args.repeats or (1 if args.quick else 3)
     methods = args.methods.split(",") if args.methods else list(METHODS)
@@ -182,7 +191,8 @@ def main(argv=None) -> dict:
     if args.out:
         meta = {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                 "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-                "quick": args.quick, "epochs": args.epochs, "repeats": repeats}
+                "quick": args.quick, "epochs": args.epochs, "repeats": repeats,
+                "compilation_cache": args.compilation_cache}
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "summary": summaries, "runs": runs}, f, indent=1)
     return summaries

@@ -117,11 +117,14 @@ def sample_count(named_arrays: list[tuple[str, np.ndarray]]) -> int:
     return next(iter(counts.values()))
 
 
-def sample_weights(model, sample_weight, class_weight, ys, n) -> list[np.ndarray]:
-    """One (n,) weight vector per output, combining sample_weight and class_weight."""
+def sample_weights(model, sample_weight, class_weight, ys, n) -> list[np.ndarray | None]:
+    """One (n,) weight vector per output, combining sample_weight and class_weight.
+
+    An output with neither gets None, not ones: the compiled step then has no weight
+    array to stage, gather and multiply by."""
     names = model.output_names
     if sample_weight is None:
-        per = [np.ones((n,), np.float32) for _ in names]
+        per = [None for _ in names]
     elif isinstance(sample_weight, dict):
         unknown = [k for k in sample_weight if k not in names]
         if unknown:
@@ -137,7 +140,7 @@ def sample_weights(model, sample_weight, class_weight, ys, n) -> list[np.ndarray
         w = np.asarray(sample_weight, np.float32)
         per = [w for _ in names]
     for name, w in zip(names, per):
-        if w.shape != (n,):
+        if w is not None and w.shape != (n,):
             raise ValueError(f"sample_weight for output {name!r} must have shape ({n},), "
                              f"got {w.shape}")
     if class_weight:
@@ -157,7 +160,7 @@ def sample_weights(model, sample_weight, class_weight, ys, n) -> list[np.ndarray
             table = np.ones(int(max(max(cw), labels.max(initial=0))) + 1, np.float32)
             for cls, weight in cw.items():
                 table[int(cls)] = weight
-            per[i] = per[i] * table[labels]
+            per[i] = table[labels] if per[i] is None else per[i] * table[labels]
     return per
 
 
@@ -165,7 +168,9 @@ def split_validation(arrays: list, fraction: float):
     """Keras's validation_split: the last `fraction` of the samples, before shuffling."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_split must be in (0, 1), got {fraction}")
-    n = next(a.shape[0] for a in arrays if a is not None)
+    n = next((a.shape[0] for a in arrays if a is not None), None)
+    if n is None:  # e.g. no sample weights at all
+        return list(arrays), list(arrays)
     cut = int(n * (1.0 - fraction))
     if cut == 0 or cut == n:
         raise ValueError(f"validation_split={fraction} leaves no data on one side ({n} samples)")
@@ -201,6 +206,7 @@ class EpochPlan:
     a fresh permutation (drawn on the host, deterministic in (seed, epoch)) travels to
     the device. The last batch wraps around with weight 0 and, when k does not divide
     the epoch, trailing steps are inactive, so every dispatch has the same shapes.
+    When every batch is full, `valid` is None and the step has no row mask at all.
     """
 
     def __init__(self, n: int, batch_size: int, steps: int, k: int, shuffle: bool,
@@ -213,7 +219,7 @@ class EpochPlan:
         valid[self.total:] = 0.0
         active = np.arange(self.chunks * k) < steps
         self._sharding = sharding
-        self.valid = self._put(valid.reshape(self.chunks, k, batch_size))
+        self.valid = None if valid.all() else self._put(valid.reshape(self.chunks, k, batch_size))
         self.active = self._put(active.reshape(self.chunks, k))
 
     def _put(self, a):

@@ -63,6 +63,23 @@ def _reduce_per_sample(loss):
     return loss.reshape(loss.shape[0], -1).mean(axis=1)
 
 
+def _combine(sw, valid):
+    """Per-row weights from sample weights and the padding mask; None when all are 1."""
+    if sw is None:
+        return valid
+    return sw if valid is None else sw * valid
+
+
+def _chunk(a, c):
+    return None if a is None else jax.lax.dynamic_index_in_dim(a, c, keepdims=False)
+
+
+def _live_rows(valid, batch: int):
+    if valid is None:
+        return float(batch)
+    return jnp.maximum(valid.sum(), 1.0)
+
+
 class Steps:
     """Pure functions over the training state for one model + objective + optimizer."""
 
@@ -123,11 +140,12 @@ class Steps:
     # ------------------------------------------------------------------ forward + losses
 
     def losses(self, params, mstate, x, y, sw, valid, rng, training, loss_weights):
+        """Total and per-output losses. `sw[i]` and `valid` may be None (no weighting, no
+        padded rows): the program then carries no weight arrays at all."""
         outputs, new_state, extra = run_model(
             self.model, {"params": params, "state": mstate}, x, training=training, rng=rng)
         flat_out = self.model._output_struct.unpack(outputs, self.model.output_names, "outputs") \
             if isinstance(outputs, (dict, list)) else [outputs]
-        n_valid = jnp.maximum(valid.sum(), 1.0)
         per_output = []
         total = jnp.zeros((), jnp.float32)
         for i, fn in enumerate(self.objective.loss_fns):
@@ -138,7 +156,10 @@ class Steps:
             if jnp.issubdtype(pred.dtype, jnp.floating):
                 pred = pred.astype(jnp.float32)
             per_sample = _reduce_per_sample(fn(y[i], pred))
-            value = jnp.sum(per_sample * sw[i] * valid) / n_valid
+            w = _combine(sw[i], valid)
+            if w is not None:
+                per_sample = per_sample * w
+            value = jnp.sum(per_sample) / _live_rows(valid, per_sample.shape[0])
             per_output.append(value)
             total = total + loss_weights[i] * value
         if training:
@@ -148,7 +169,8 @@ class Steps:
 
     def update_metrics(self, ms, total, per_output, y, flat_out, sw, valid):
         ms = dict(ms)
-        n_valid = valid.sum()
+        batch = next((o.shape[0] for o in flat_out if o is not None and o.ndim), 1)
+        n_valid = jnp.asarray(batch, jnp.float32) if valid is None else valid.sum()
         t, c = ms["loss"]
         ms["loss"] = (t + total * n_valid, c + n_valid)
         if self.objective.multi:
@@ -160,7 +182,7 @@ class Steps:
         for i, metric, name, weighted in self.objective.metrics:
             if y[i] is None:
                 continue
-            weight = sw[i] * valid if weighted else valid
+            weight = _combine(sw[i], valid) if weighted else valid
             pred = flat_out[i]
             if jnp.issubdtype(pred.dtype, jnp.floating):
                 pred = pred.astype(jnp.float32)
@@ -232,15 +254,18 @@ class Steps:
         """Chunk `c` of an epoch: `idx_all` is (chunks, k, batch); inactive steps (padding
         when k does not divide the epoch) leave the state untouched."""
         idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
-        valid = jax.lax.dynamic_index_in_dim(valid_all, c, keepdims=False)
+        valid = _chunk(valid_all, c)
         active = jax.lax.dynamic_index_in_dim(active_all, c, keepdims=False)
         # The epoch's first chunk starts the running metrics afresh (no extra dispatch).
         fresh = self.init_metrics()
-        ts = {**ts, "metrics": jax.tree_util.tree_map(
-            lambda z, m: jnp.where(c == 0, z, m), fresh, ts["metrics"])}
+        if idx_all.shape[0] == 1:  # one chunk per epoch: c is always 0
+            ts = {**ts, "metrics": fresh}
+        else:
+            ts = {**ts, "metrics": jax.tree_util.tree_map(
+                lambda z, m: jnp.where(c == 0, z, m), fresh, ts["metrics"])}
         if idx.shape[0] == 1:
             x, y, sw = self.gather(data, idx[0])
-            return self.train_step(ts, x, y, sw, valid[0])
+            return self.train_step(ts, x, y, sw, None if valid is None else valid[0])
 
         def body(ts, inp):
             i, v, a = inp
@@ -253,15 +278,15 @@ class Steps:
                 return run(ts), None
             return jax.lax.cond(a, run, lambda t: t, ts), None
 
-        ts, _ = jax.lax.scan(body, ts, (idx, valid, active))
+        ts, _ = jax.lax.scan(body, ts, (idx, valid, active))  # valid may be None
         return ts
 
     def eval_chunk(self, ms, params, mstate, data, idx_all, valid_all, c):
         idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
-        valid = jax.lax.dynamic_index_in_dim(valid_all, c, keepdims=False)
+        valid = _chunk(valid_all, c)
         if idx.shape[0] == 1:
             x, y, sw = self.gather(data, idx[0])
-            return self.eval_step(ms, params, mstate, x, y, sw, valid[0])
+            return self.eval_step(ms, params, mstate, x, y, sw, None if valid is None else valid[0])
 
         def body(ms, inp):
             i, v = inp

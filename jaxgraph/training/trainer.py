@@ -170,7 +170,11 @@ class Trainer:
         self._predict_fn = None
         self._results_fn = jax.jit(self.steps.results)
         self._init_metrics_fn = lambda: unique_buffers(self.steps.init_metrics())
-        self._init_state_fn = jax.jit(self.steps.init_state)
+        # The copy happens inside the one program (not as one compiled copy per shape):
+        # the state is donated to the step, and must never own the model's arrays.
+        self._init_state_fn = jax.jit(
+            lambda variables, rng: self.steps.init_state(
+                jax.tree_util.tree_map(jnp.copy, variables), rng))
 
     @property
     def trace_counts(self):
@@ -181,10 +185,9 @@ class Trainer:
     def ensure_state(self) -> dict:
         if self.ts is None:
             rng = jg_random.next_key()
-            variables = _copy_tree(self.model.variables)  # never donate the model's arrays
             # One compiled program builds the whole state (optimizer slots included),
             # instead of dozens of small eager ops; its outputs are fresh buffers.
-            self.ts = self.place(unique_buffers(self._init_state_fn(variables, rng)))
+            self.ts = self.place(unique_buffers(self._init_state_fn(self.model.variables, rng)))
             self._synced_version = weights_version()
             if self.optimizer.__dict__.get("_pending_lr") is not None:
                 self.optimizer.learning_rate = self.optimizer._pending_lr
