@@ -1,13 +1,13 @@
 """Text: TextVectorization, the legacy text helpers, and GloVe-initialized embeddings.
 
-Keras 3's TextVectorization needs TensorFlow, which is not installed here, so the
-layer is checked against (a) the exact outputs printed in Keras's own docstring and
-unit tests (keras/src/layers/preprocessing/text_vectorization*.py) and (b)
-expectations computed by hand from Keras's documented rules: reserved '' and
-'[UNK]', vocabulary by descending count then descending token, and
-idf = log(1 + num_docs / (1 + doc_freq)) with the mean idf for '[UNK]'.
-The legacy helpers (`Tokenizer`, `hashing_trick`) are pure Python in Keras and
-are compared with it directly.
+TextVectorization is compared with Keras 3's own layer (which needs TensorFlow) in
+tests/test_text_keras_parity.py. The tests here run without TensorFlow: they check
+the layer against (a) the exact outputs printed in Keras's own docstring and unit
+tests (keras/src/layers/preprocessing/text_vectorization*.py) and (b) expectations
+computed by hand from Keras's rules: reserved '' and '[UNK]', vocabulary by
+descending count then descending token, and idf = log(1 + num_docs / (1 + doc_freq))
+with the mean idf for '[UNK]'. The legacy helpers (`Tokenizer`, `hashing_trick`) are
+pure Python in Keras and are compared with it directly.
 """
 
 import math
@@ -106,6 +106,18 @@ def test_vocabulary_file(tmp_path):
     path.write_text("foo\nbar\nbaz\n")
     out = TextVectorization(vocabulary=str(path))(["foo bar baz unknown"])
     np.testing.assert_array_equal(out, [[2, 3, 4, 1]])
+    # As Keras (a TF text-file table): each line is a term, '[UNK]' included, '\r\n' ends
+    # a line, and an empty line is an error; a list recognizes the reserved tokens.
+    path.write_bytes(b"[UNK]\r\nfoo\r\nbar")
+    multi = TextVectorization(vocabulary=str(path), output_mode="multi_hot", standardize=None)
+    assert multi.get_vocabulary() == ["[UNK]", "[UNK]", "foo", "bar"]
+    np.testing.assert_array_equal(multi(["[UNK] bar x"]), [[1, 1, 0, 1]])
+    listed = TextVectorization(vocabulary=["[UNK]", "foo", "bar"], output_mode="multi_hot")
+    assert listed.get_vocabulary() == ["[UNK]", "foo", "bar"]
+    for bad in ["foo\n\nbar\n", "\n[UNK]\nfoo\n", "foo\nbar\n\n"]:
+        path.write_text(bad)
+        with pytest.raises(ValueError, match="empty line"):
+            TextVectorization(vocabulary=str(path))
 
 
 # ---------------------------------------------------------------------------- hand-computed
@@ -182,12 +194,37 @@ def test_adapt_from_batches_with_steps_and_errors():
     fixed = TextVectorization(vocabulary=["a"])
     with pytest.raises(ValueError, match="adapt"):
         fixed.adapt(["a b"])
-    with pytest.raises(RuntimeError, match="vocabulary"):
-        TextVectorization(output_mode="multi_hot")(["a"])
+    later = TextVectorization()  # set_vocabulary() does not block adapt(), as in Keras
+    later.set_vocabulary(["x", "y"])
+    later.adapt(["b a b"])
+    assert later.get_vocabulary() == ["", "[UNK]", "b", "a"]
+    for kw in [{}, dict(output_mode="multi_hot"),
+               dict(output_mode="count", max_tokens=4, pad_to_max_tokens=True)]:
+        with pytest.raises(RuntimeError, match="vocabulary"):  # every mode, as Keras
+            TextVectorization(**kw)(["a"])
     with pytest.raises(ValueError, match="repeated"):
         TextVectorization(vocabulary=["a", "a"])
     with pytest.raises(ValueError, match="max_tokens"):
         TextVectorization(vocabulary=["a", "b", "c"], max_tokens=3)
+
+
+def test_one_hot_and_split_none():
+    layer = TextVectorization(output_mode="one_hot", split=None)
+    layer.adapt(["Red", "green", "red", ""])
+    assert layer.get_vocabulary() == ["[UNK]", "red", "green"]
+    np.testing.assert_array_equal(layer(["red", "", "blue", "GREEN"]),
+                                  [[0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(layer("green"), [[0, 0, 1]])  # one string: one row
+    with pytest.raises(ValueError, match="split=None"):
+        TextVectorization(output_mode="one_hot")
+    # split=None: a rank-1 batch gives the same rows as the (n, 1) batch (see the module
+    # docstring for how Keras differs on rank-1 batches).
+    for mode in ["int", "count"]:
+        texts = np.array(["red", "", "Blue sky"])
+        vec = TextVectorization(split=None, output_mode=mode)
+        vec.adapt(["Red", "green", "red", "blue sky"])
+        np.testing.assert_array_equal(vec(texts), vec(texts[:, None]))
+        assert vec(texts).shape[0] == 3
 
 
 def test_is_host_side_and_not_a_graph_layer():

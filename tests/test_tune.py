@@ -311,8 +311,10 @@ def test_population_bad_input():
     x, y, _, _ = _digits()
     with pytest.raises(ValueError, match="'momentum' is not held.*'learning_rate'"):
         tune.train_population(_mlp(), [{"momentum": 0.9}], x, y)
-    with pytest.raises(ValueError, match="'dropout' cannot vary inside a population"):
+    with pytest.raises(ValueError, match="'dropout' is not held.*build_fn\\(hp\\)"):
         tune.train_population(_mlp(), {"dropout": [0.1, 0.2]}, x, y)
+    with pytest.raises(ValueError, match="'units' cannot vary inside a population"):
+        tune.train_population(_mlp(), {"units": [8, 16]}, x, y)
     with pytest.raises(ValueError, match="one length"):
         tune.train_population(_mlp(), {"lr": [0.1, 0.2], "beta_1": [0.9]}, x, y)
     with pytest.raises(ValueError, match="same names"):
@@ -324,3 +326,58 @@ def test_population_bad_input():
 
     with pytest.raises(ValueError, match="not compiled"):
         tune.train_population(uncompiled, [{"lr": 0.1}], x, y)
+
+
+def _dropout_mlp(with_dropout=True):
+    def build(hp):
+        inputs = Input(shape=(64,))
+        h = layers.Dense(hp.Int("units", 8, 32, step=8, default=16), activation="relu")(inputs)
+        if with_dropout:
+            h = layers.Dropout(hp.Float("dropout", 0.0, 0.8))(h)
+        model = Model(inputs, layers.Dense(10, activation="softmax")(h))
+        model.compile(optimizer=optimizers.Adam(hp.Float("lr", 1e-4, 1e-1, default=1e-2)),
+                      loss="sparse_categorical_crossentropy")
+        return model
+
+    return build
+
+
+def test_population_varies_dropout_rates_in_one_program():
+    x, y, _, _ = _digits()
+    settings = [{"dropout": 0.0, "lr": 3e-3}, {"dropout": 0.3, "lr": 1e-2},
+                {"dropout": 0.6, "lr": 1e-2}]
+    fit_kwargs = dict(epochs=2, batch_size=64)
+    pop = tune.train_population(_dropout_mlp(), settings, x, y, seed=7, **fit_kwargs)
+    assert pop.trace_counts["train_step"] == 1 and len(pop) == 3  # one program, 3 rates
+
+    def check(i, model):
+        history = model.fit(x, y, verbose=0, **fit_kwargs).history
+        for key in ("loss", "learning_rate"):
+            np.testing.assert_allclose(pop.histories[i][key], history[key], rtol=1e-5,
+                                       atol=1e-6, err_msg=f"member {i} {key}")
+        for a, b in zip(pop.get_model(i).get_weights(), model.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"member {i}")
+
+    for i in (1, 2):  # each member is the fit of its own build
+        set_random_seed(7)
+        check(i, _dropout_mlp()(tune.HyperParameters(values=settings[i])))
+    set_random_seed(7)  # rate 0.0 is exactly a network without the Dropout layer
+    check(0, _dropout_mlp(with_dropout=False)(tune.HyperParameters(values={"lr": 3e-3})))
+    # Members 1 and 2 differ only in their rate, and it shows.
+    kernel = [np.asarray(pop.member_variables(i)["params"][pop.model.layers[1].name]["kernel"])
+              for i in (1, 2)]
+    assert not np.allclose(kernel[0], kernel[1], atol=1e-4)
+    assert "/overrides" not in pop.variables["state"]  # the rates live in pop.hyperparameters
+
+
+def test_population_of_builds_rejects_what_changes_the_program():
+    x, y, _, _ = _digits()
+    with pytest.raises(ValueError, match="'units' cannot vary inside a population.*units.*8 "
+                                         "vs 16"):
+        tune.train_population(_dropout_mlp(), [{"units": 8, "dropout": 0.1},
+                                               {"units": 16, "dropout": 0.2}], x, y)
+    with pytest.raises(ValueError, match="'batch_size' cannot vary.*batch_size="):
+        tune.train_population(_dropout_mlp(), {"batch_size": [16, 32]}, x, y)
+    with pytest.raises(ValueError, match="sets \\['momentum'\\], which build_fn\\(hp\\) did "
+                                         "not ask for"):
+        tune.train_population(_dropout_mlp(), [{"momentum": 0.9}], x, y)

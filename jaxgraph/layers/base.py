@@ -253,6 +253,9 @@ class Layer:
     """Base class of every layer (and of `Model`)."""
 
     is_input_layer = False
+    #: Float attributes (a Dropout's `rate`) that `apply` may replace by a traced array:
+    #: `call` then receives it as the keyword argument of that name (lowering's OVERRIDES).
+    traced_attributes: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

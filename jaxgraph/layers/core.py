@@ -87,8 +87,39 @@ class Identity(Layer):
         return input_shape
 
 
+def is_static(value) -> bool:
+    """Whether a rate is a Python number (its special cases fold at trace time)."""
+    return isinstance(value, (int, float))
+
+
+def drop(x, rng, rate, noise_shape):
+    """Inverted dropout of `x` at `rate`, one Bernoulli draw per element of `noise_shape`.
+
+    A Python `rate` compiles its own program (0 is the identity); a traced `rate` (a
+    population's per-member array) is one program for every value in [0, 1].
+    """
+    if is_static(rate):
+        if rate == 0:
+            return x
+        if rate == 1:
+            return jnp.zeros_like(x)
+        keep = flat_draw(jax.random.bernoulli, rng, noise_shape, p=1.0 - rate)
+        return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+    keep_prob = 1.0 - jnp.asarray(rate, jnp.float32)
+    keep = flat_draw(jax.random.bernoulli, rng, noise_shape, p=keep_prob)
+    # At rate 1 nothing is kept; the safe divisor keeps the gradient finite there.
+    scale = jnp.where(keep_prob > 0, keep_prob, 1.0).astype(x.dtype)
+    return jnp.where(keep, x / scale, jnp.zeros_like(x))
+
+
 class Dropout(Layer):
-    """Zeroes a fraction `rate` of inputs when training; the key comes from `apply(rng=)`."""
+    """Zeroes a fraction `rate` of inputs when training; the key comes from `apply(rng=)`.
+
+    `rate` may be overridden per call by a traced array (`traced_attributes`), which is
+    how a population trains members with different rates in one program.
+    """
+
+    traced_attributes = ("rate",)
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -104,13 +135,10 @@ class Dropout(Layer):
             return x.shape
         return tuple(x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
 
-    def call(self, w, x, training=False, rng=None):
-        if not training or self.rate == 0 or rng is None:
+    def call(self, w, x, training=False, rng=None, rate=None):
+        if not training or rng is None:
             return x
-        if self.rate == 1:
-            return jnp.zeros_like(x)
-        keep = flat_draw(jax.random.bernoulli, rng, self._noise_shape(x), p=1.0 - self.rate)
-        return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+        return drop(x, rng, self.rate if rate is None else rate, self._noise_shape(x))
 
     def compute_output_shape(self, input_shape):
         return input_shape

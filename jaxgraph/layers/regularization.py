@@ -2,6 +2,8 @@
 
 All are the identity at inference and draw their randomness from the `rng` key handed
 to `apply` / `fit` when training; `seed` is accepted so Keras code and configs load.
+Their `rate` (GaussianNoise: `stddev`) may be a traced array handed to `call` (see
+`Layer.traced_attributes`), so a population varies it per member in one program.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import jax.numpy as jnp
 
 from ..random import flat_draw
 from .base import InputSpec, Layer
-from .core import Dropout
+from .core import Dropout, drop, is_static
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -48,13 +50,10 @@ class _SpatialDropout(Dropout):
             return (x.shape[0], x.shape[1]) + ones
         return (x.shape[0],) + ones + (x.shape[-1],)
 
-    def call(self, w, x, training=False, rng=None):
-        if not training or self.rate == 0 or rng is None:
+    def call(self, w, x, training=False, rng=None, rate=None):
+        if not training or rng is None:
             return x
-        if self.rate == 1:
-            return jnp.zeros_like(x)
-        keep = flat_draw(jax.random.bernoulli, rng, self._map_shape(x), p=1.0 - self.rate)
-        return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+        return drop(x, rng, self.rate if rate is None else rate, self._map_shape(x))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -90,6 +89,8 @@ class SpatialDropout3D(_SpatialDropout):
 class GaussianNoise(Layer):
     """Adds zero-mean Gaussian noise of standard deviation `stddev` when training."""
 
+    traced_attributes = ("stddev",)
+
     def __init__(self, stddev, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) \
@@ -103,10 +104,13 @@ class GaussianNoise(Layer):
     def needs_rng(self) -> bool:
         return self.stddev > 0
 
-    def call(self, w, x, training=False, rng=None):
-        if not training or self.stddev == 0 or rng is None:
+    def call(self, w, x, training=False, rng=None, stddev=None):
+        stddev = self.stddev if stddev is None else stddev
+        if not training or rng is None or (is_static(stddev) and stddev == 0):
             return x
-        return x + self.stddev * flat_draw(jax.random.normal, rng, x.shape, dtype=x.dtype)
+        if not is_static(stddev):
+            stddev = jnp.asarray(stddev, x.dtype)
+        return x + stddev * flat_draw(jax.random.normal, rng, x.shape, dtype=x.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -118,6 +122,8 @@ class GaussianDropout(Layer):
     rate=1 outputs zeros (the variance is infinite).
     """
 
+    traced_attributes = ("rate",)
+
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.rate = _check_rate(rate, f"GaussianDropout {self.name!r}")
@@ -127,13 +133,24 @@ class GaussianDropout(Layer):
     def needs_rng(self) -> bool:
         return self.rate > 0
 
-    def call(self, w, x, training=False, rng=None):
-        if not training or self.rate == 0 or rng is None:
+    def call(self, w, x, training=False, rng=None, rate=None):
+        rate = self.rate if rate is None else rate
+        if not training or rng is None:
             return x
-        if self.rate == 1:
-            return jnp.zeros_like(x)
-        stddev = math.sqrt(self.rate / (1.0 - self.rate))
-        return x * (1.0 + stddev * flat_draw(jax.random.normal, rng, x.shape, dtype=x.dtype))
+        if is_static(rate):
+            if rate == 0:
+                return x
+            if rate == 1:
+                return jnp.zeros_like(x)
+            stddev = math.sqrt(rate / (1.0 - rate))
+            return x * (1.0 + stddev * flat_draw(jax.random.normal, rng, x.shape,
+                                                 dtype=x.dtype))
+        rate = jnp.asarray(rate, jnp.float32)
+        below = rate < 1
+        safe = jnp.where(below, rate, 0.0)  # keeps the masked-out branch finite
+        stddev = jnp.sqrt(safe / (1.0 - safe)).astype(x.dtype)
+        noisy = x * (1.0 + stddev * flat_draw(jax.random.normal, rng, x.shape, dtype=x.dtype))
+        return jnp.where(below, noisy, jnp.zeros_like(x))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -144,6 +161,8 @@ class AlphaDropout(Layer):
     affine correction restores the inputs' mean and variance (Klambauer et al., 2017).
     rate=1 outputs zeros (the correction is unbounded).
     """
+
+    traced_attributes = ("rate",)
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -160,17 +179,29 @@ class AlphaDropout(Layer):
             return x.shape
         return tuple(x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
 
-    def call(self, w, x, training=False, rng=None):
-        if not training or self.rate == 0 or rng is None:
+    def call(self, w, x, training=False, rng=None, rate=None):
+        rate = self.rate if rate is None else rate
+        if not training or rng is None:
             return x
-        if self.rate == 1:
+        static = is_static(rate)
+        if static and rate == 0:
+            return x
+        if static and rate == 1:
             return jnp.zeros_like(x)
+        below = True
+        if not static:
+            rate = jnp.asarray(rate, jnp.float32)
+            below = rate < 1
+            rate = jnp.where(below, rate, 0.0)  # keeps the masked-out branch finite
         alpha_p = -_SELU_ALPHA * _SELU_SCALE
-        kept = flat_draw(jax.random.uniform, rng, self._noise_shape(x)) >= self.rate
+        kept = flat_draw(jax.random.uniform, rng, self._noise_shape(x)) >= rate
         kept = kept.astype(x.dtype)
-        a = ((1.0 - self.rate) * (1.0 + self.rate * alpha_p**2)) ** -0.5
-        b = -a * alpha_p * self.rate
-        return a * (x * kept + alpha_p * (1.0 - kept)) + b
+        a = ((1.0 - rate) * (1.0 + rate * alpha_p**2)) ** -0.5
+        b = -a * alpha_p * rate
+        if not static:
+            a, b = jnp.asarray(a, x.dtype), jnp.asarray(b, x.dtype)
+        out = a * (x * kept + alpha_p * (1.0 - kept)) + b
+        return out if static else jnp.where(below, out, jnp.zeros_like(x))
 
     def compute_output_shape(self, input_shape):
         return input_shape

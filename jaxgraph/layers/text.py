@@ -10,13 +10,35 @@ call it on strings to get NumPy arrays, and feed those to `fit` / `predict`::
     model.predict(vectorizer(new_texts))
 
 Calling it on a symbolic tensor (`vectorizer(Input(...))`) raises a `TypeError`
-that says so. Everything else follows Keras 3's `TextVectorization`: the same
+that says so. Everything else follows what Keras 3's `TextVectorization` actually
+outputs (tests/test_text_keras_parity.py runs both on shared corpora): the same
 standardization (ASCII lower-casing, as `tf.strings.lower`; the same punctuation
 set), whitespace or character splitting, n-grams joined by a space, the reserved
 tokens `''` (padding, index 0, int mode only) and `'[UNK]'` (out of vocabulary),
 a vocabulary sorted by descending frequency with ties broken by descending token
-(UTF-8 bytes), and TF-IDF weights `log(1 + num_docs / (1 + doc_freq))`, with the
-mean weight for `'[UNK]'`. Int outputs are int64 (as Keras), the others float32.
+(UTF-8 bytes), TF-IDF weights `log(1 + num_docs / (1 + doc_freq))` with the mean
+weight for `'[UNK]'`, and vocabulary files read line by line as terms.
+
+Known differences from Keras (kept on purpose):
+
+* dtypes: int ids are int64 and the other modes float32, the dtypes Keras declares
+  (`compute_output_spec`). Keras's eager tensors are int64 on the TensorFlow backend
+  (int32 on JAX) for 'int', 'multi_hot', 'count' and 'one_hot' too; the values are
+  the same, and float32 halves the memory of a bag-of-words matrix.
+* `split=None` with a rank-1 batch `["a b", "c"]`: every string is one document
+  here, as it is in Keras for the same batch shaped `(n, 1)` and in Keras's
+  `adapt`. Keras's `call` instead treats the batch axis of a rank-1 batch as the
+  token axis: 'int' returns shape `(n,)` (and `output_sequence_length` trims or pads
+  the *batch*), and the bag modes fold the whole batch into one row.
+* `adapt` on texts with no tokens gives an empty vocabulary (every token is
+  `'[UNK]'`, whose TF-IDF weight is then 0) where Keras leaves the layer unusable
+  (calling it fails; with only reserved tokens, `adapt` itself fails).
+* In the bag modes without `pad_to_max_tokens`, `adapt` / `set_vocabulary` may
+  change the vocabulary size of a layer that already has one; Keras refuses, to keep
+  the static output shape of its graphs, which this host-side layer does not have.
+* Callables: `standardize` gets a 1-D NumPy array of str, as in Keras on non-TF
+  backends (Keras passes shape `(n, 1)` during `adapt`); `split` also gets a NumPy
+  array and returns one token list per string (Keras hands it a `tf.Tensor`).
 """
 
 from __future__ import annotations
@@ -40,7 +62,7 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 _WHITESPACE = re.compile(r"[ \t\n\v\f\r]+")
 _STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation")
 _SPLIT = ("whitespace", "character")
-_MODES = ("int", "multi_hot", "count", "tf_idf")
+_MODES = ("int", "multi_hot", "count", "tf_idf", "one_hot")
 
 
 def _as_text(s) -> str:
@@ -70,14 +92,32 @@ def _as_batch(inputs) -> tuple[list[str], bool]:
     return [_as_text(s) for s in arr], False
 
 
+def _read_vocabulary_file(path, owner: str) -> list[str]:
+    """One term per line, as TensorFlow's `TextFileInitializer` (used by Keras) reads it."""
+    with open(path, "rb") as f:
+        lines = f.read().decode("utf-8").split("\n")
+    if lines[-1] == "":  # the file's final newline
+        lines.pop()
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    for i, line in enumerate(lines):
+        if line == "":
+            raise ValueError(f"{owner}: empty line {i + 1} in vocabulary file {path}; every "
+                             "line must be a term (reserved tokens cannot be given in a file).")
+    return lines
+
+
 class TextVectorization(Layer):
     """Host-side text vectorization with Keras's arguments (see the module docstring).
 
     `output_mode`: 'int' (token ids, padded with 0 to `output_sequence_length` or to
     the longest text of the batch), 'multi_hot', 'count' or 'tf_idf' (one row of
-    vocabulary size, or `max_tokens` with `pad_to_max_tokens=True`). A callable
-    `standardize` receives a NumPy array of str and returns strings; a callable
-    `split` receives that array and returns one token list per string.
+    vocabulary size, or `max_tokens` with `pad_to_max_tokens=True`), or 'one_hot'
+    (the same rows for one token per text: `split=None` only, as Keras's call fails on
+    split texts; Keras's docstring leaves it out but accepts it). A callable
+    `standardize` receives a NumPy array of str and returns strings; a callable `split`
+    receives that array and returns one token list per string. The layer must have a
+    vocabulary (`adapt`, `vocabulary=` or `set_vocabulary`) before it is called, in
+    every mode, as in Keras.
     """
 
     def __init__(self, max_tokens=None, standardize="lower_and_strip_punctuation",
@@ -100,6 +140,9 @@ class TextVectorization(Layer):
             output_mode = "tf_idf"
         if output_mode not in _MODES:
             raise ValueError(f"{owner}: output_mode must be one of {_MODES}, got {output_mode!r}")
+        if output_mode == "one_hot" and split is not None:
+            raise ValueError(f"{owner}: output_mode='one_hot' encodes one token per text and "
+                             f"needs split=None (Keras fails on split texts); got split={split!r}")
         if isinstance(ngrams, bool) or not (
             ngrams is None or isinstance(ngrams, int)
             or (isinstance(ngrams, (tuple, list)) and all(isinstance(n, int) for n in ngrams))
@@ -197,8 +240,8 @@ class TextVectorization(Layer):
         (at most `steps` of them).
         """
         if self._has_input_vocabulary:
-            raise ValueError(f"Cannot adapt layer {self.name!r} after setting a static "
-                             "vocabulary via the `vocabulary` argument or `set_vocabulary()`.")
+            raise ValueError(f"Cannot adapt layer {self.name!r}: it was built with a static "
+                             "vocabulary (the `vocabulary` argument).")
         if isinstance(data, (str, bytes, list, tuple, np.ndarray)):
             batches = [data]
         elif isinstance(data, Iterable):
@@ -242,21 +285,22 @@ class TextVectorization(Layer):
     def set_vocabulary(self, vocabulary, idf_weights=None):
         """Set the vocabulary (a list of tokens or a file with one per line) directly.
 
-        The reserved tokens may be included at the start in Keras's order
+        In a list, the reserved tokens may be included at the start in Keras's order
         (`['', '[UNK]', ...]` in int mode, `['[UNK]', ...]` otherwise) or left out.
-        'tf_idf' needs `idf_weights`, one per given token.
+        A file is read as Keras reads it (a TensorFlow text-file table): every line
+        (LF or CRLF terminated) is a term taken verbatim, so a `'[UNK]'` line is an
+        ordinary term, and empty or repeated lines are errors. 'tf_idf' needs
+        `idf_weights`, one per given token, and a list.
         """
         owner = f"TextVectorization {self.name!r}"
-        if isinstance(vocabulary, (str, os.PathLike)):
+        from_file = isinstance(vocabulary, (str, os.PathLike))
+        if from_file:
             if not os.path.exists(vocabulary):
                 raise ValueError(f"{owner}: vocabulary file {vocabulary} does not exist.")
             if self.output_mode == "tf_idf":
                 raise ValueError(f"{owner}: output_mode 'tf_idf' does not support loading a "
                                  "vocabulary from file.")
-            with open(vocabulary, encoding="utf-8") as f:
-                vocabulary = f.read().splitlines()
-            while vocabulary and vocabulary[-1] == "":
-                vocabulary.pop()
+            vocabulary = _read_vocabulary_file(vocabulary, owner)
         vocab = [_as_text(t) for t in np.asarray(vocabulary, dtype=object).reshape(-1)]
         if not vocab:
             raise ValueError(f"{owner}: cannot set an empty vocabulary.")
@@ -267,7 +311,7 @@ class TextVectorization(Layer):
                              f"'tf_idf', got output_mode={self.output_mode!r}")
         start = self._token_start()
         special = [MASK_TOKEN, OOV_TOKEN][2 - start:]
-        found_special = vocab[:start] == special
+        found_special = not from_file and vocab[:start] == special
         tokens = vocab[start:] if found_special else vocab
         repeated = [t for t, c in collections.Counter(tokens).items() if c > 1]
         if repeated:
@@ -290,7 +334,6 @@ class TextVectorization(Layer):
                 weights = np.concatenate([np.full((start,), weights.mean(), np.float32),
                                           weights])
             idf = weights
-        self._has_input_vocabulary = True
         self._install(tokens, idf)
 
     def get_vocabulary(self, include_special_tokens=True) -> list[str]:
@@ -332,14 +375,16 @@ class TextVectorization(Layer):
 
     def vectorize(self, texts) -> np.ndarray:
         """Token ids `(n, length)` (int64) or vectors `(n, depth)` (float32)."""
-        if self._tokens is None and not (self.output_mode == "int" or self.pad_to_max_tokens):
+        if self._tokens is None:
             raise RuntimeError(
-                f"TextVectorization {self.name!r}: with output_mode={self.output_mode!r} and "
-                "pad_to_max_tokens=False, set the vocabulary first (adapt() or vocabulary=).")
+                f"TextVectorization {self.name!r} has no vocabulary yet: call adapt() or "
+                "set_vocabulary(), or pass vocabulary= (Keras fails here too, in every mode).")
         _, single = _as_batch(texts)
         docs = self.tokenize(texts)
         if self.output_mode == "int":
             out = self._int_ids(docs)
+        elif self.output_mode == "one_hot":
+            return self._one_hot(docs)  # (n, depth) even for one string, as Keras
         else:
             out = self._bag(docs)
         return out[0] if single else out
@@ -370,6 +415,12 @@ class TextVectorization(Layer):
         elif self.output_mode == "tf_idf":
             out = out * self._idf[:depth]
         return out
+
+    def _one_hot(self, docs):
+        if any(len(toks) > 1 for toks in docs):
+            raise ValueError(f"TextVectorization {self.name!r}: output_mode='one_hot' needs "
+                             "one token per text; use 'multi_hot' or 'count' for more")
+        return self._bag(docs)
 
     def compute_output_shape(self, input_shape):
         batch = input_shape[0] if input_shape else None

@@ -6,6 +6,12 @@ instance owns exactly one entry, at the path where a walk through the (nested)
 models first meets it, however many times and wherever it is called. Running a
 graph is a loop over its nodes in topological order with a dict from tensor to
 value, so tracing costs Python time once per compile and nothing per step.
+
+A layer attribute named in `Layer.traced_attributes` (a Dropout's `rate`) is a
+Python constant of the program unless `variables['state'][OVERRIDES]` holds
+`{layer name: {attribute: array}}`: then the array is handed to the layer's `call`
+as that keyword argument, so a vmapped population trains members with different
+rates in one program. Overrides pass through `apply` unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from ..layers.base import collecting_losses, flush_sync
 from ..random import as_key
 
 Path = tuple
+
+#: Key of the model state that carries per-layer overrides of traced attributes. A
+#: layer name cannot contain '/', so it never collides with a layer's entry.
+OVERRIDES = "/overrides"
 
 
 # ---------------------------------------------------------------------------- layout
@@ -163,9 +173,10 @@ def scatter_variables(model: Functional, variables: dict) -> None:
 class _Run:
     """Everything one evaluation of a graph threads through its nodes."""
 
-    __slots__ = ("params", "state", "training", "rng", "paths", "rng_count", "activity")
+    __slots__ = ("params", "state", "training", "rng", "paths", "rng_count", "activity",
+                 "overrides")
 
-    def __init__(self, params, state, training, rng, paths):
+    def __init__(self, params, state, training, rng, paths, overrides=None):
         self.params = params
         self.state = state
         self.training = training
@@ -173,6 +184,7 @@ class _Run:
         self.paths = paths
         self.rng_count = 0
         self.activity: list = []
+        self.overrides = overrides or {}
 
 
 def _cast_floats(tree, dtype):
@@ -202,8 +214,12 @@ def _call_layer(layer, node, run: _Run, args, kwargs, mask):
     args = _cast_floats(args, compute)
     kwargs = dict(kwargs)
     training = kwargs.pop("training", run.training)
+    overrides = run.overrides.get(layer.name) if run.overrides else None
+    if overrides:
+        kwargs.update(overrides)
     rng = None
-    if layer.needs_rng() and training:
+    # An overridden rate may be nonzero for some members even where the layer's own is 0.
+    if (layer.needs_rng() or overrides) and training:
         if run.rng is None:
             raise ValueError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) needs randomness when "
@@ -314,11 +330,14 @@ def run_model(model: Functional, variables: dict, inputs, *, training=False, rng
     _, paths = layout(model)
     if not isinstance(variables, dict) or "params" not in variables:
         raise ValueError("variables must be a dict {'params': ..., 'state': ...}, from init()")
-    run = _Run(variables["params"], _copy_nested(variables.get("state", {})), bool(training),
-               as_key(rng), paths)
+    state = _copy_nested(variables.get("state", {}))
+    overrides = state.pop(OVERRIDES, None)
+    run = _Run(variables["params"], state, bool(training), as_key(rng), paths, overrides)
     values = _prepare_inputs(model, inputs)
     with collecting_losses() as added:
         results = _run_graph(model, run, values, [None] * len(values))
+    if overrides is not None:
+        run.state[OVERRIDES] = overrides  # the state keeps its structure (scan carries)
     outputs = model._output_struct.pack([v for v, _ in results])
     losses = list(added) + run.activity
     extra = sum(losses[1:], losses[0]) if losses else jnp.zeros((), jnp.float32)

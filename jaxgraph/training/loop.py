@@ -150,7 +150,7 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     start = initial_epoch if start is None else int(start)
     model._initial_epoch_override = None
 
-    staged = val_staged = None
+    staged = val_staged = first_idx = None
     if train_arrays is not None:
         xs, ys, sws, n = train_arrays
         if trainer.distribution is not None:
@@ -159,33 +159,42 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
         k = trainer.choose_k(steps, bool(listeners), progbar_only)
         train = trainer.train_fn(k, masked=steps % k != 0)
         plan = trainer.epoch_plan(n, batch_size, steps, k, bool(shuffle))
+        if start < epochs:
+            # Compile the train program on a worker thread while the evaluation program
+            # is traced and compiled next to it.
+            first_idx = plan.indices(trainer.data_seed, start)
+            train.start(trainer.ts, (staged.xs, staged.ys, staged.sws), first_idx,
+                        plan.valid, plan.active, 0)
     if val_arrays is not None:
         val_staged = trainer.stage(*val_arrays[:3])
     val_batch = validation_batch_size or batch_size or _DEFAULT_BATCH
+    if val_staged is not None and start < epochs:
+        _start_evaluate_staged(trainer, cbl, val_staged, val_batch,
+                               trainer.steps.variables_of(trainer.ts))
 
     logs = Logs()
     for epoch in range(start, epochs):
         trainer.epoch = epoch
         cbl.call("on_epoch_begin", epoch, Logs())
         if staged is not None:
-            idx_d, valid_d, active_d = plan.indices(trainer.data_seed, epoch), plan.valid, \
-                plan.active
+            idx_d = first_idx if epoch == start else plan.indices(trainer.data_seed, epoch)
+            valid_d, active_d = plan.valid, plan.active
             chunks = plan.chunks
             data = (staged.xs, staged.ys, staged.sws)
             for c in range(chunks):
                 first = c * k
                 if begin_listeners:
                     cbl.call("on_train_batch_begin", first, Logs())
-                trainer.ts = train(trainer.ts, data, idx_d, valid_d, active_d, c)
+                trainer.ts, running = train(trainer.ts, data, idx_d, valid_d, active_d, c)
                 if end_listeners:
-                    batch_logs = Logs(trainer._results_fn(trainer.ts["metrics"]))
-                    cbl.call("on_train_batch_end", min(first + k, steps) - 1, batch_logs)
+                    cbl.call("on_train_batch_end", min(first + k, steps) - 1, Logs(running))
                 if model.stop_training:
                     break
+            epoch_logs = dict(running)
         else:
             trainer.ts["metrics"] = trainer._init_metrics_fn()
             _fit_stream_epoch(model, trainer, cbl, x, steps, begin_listeners, end_listeners)
-        epoch_logs = dict(trainer._results_fn(trainer.ts["metrics"]))
+            epoch_logs = dict(trainer._results_fn(trainer.ts["metrics"]))
         if (val_staged is not None or val_stream) and (epoch + 1) % validation_freq == 0:
             variables = trainer.steps.variables_of(trainer.ts)
             if val_staged is not None:
@@ -261,14 +270,26 @@ def _single_or_list(arrays):
 # ---------------------------------------------------------------------------- evaluate
 
 
-def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables):
+def _eval_plan(trainer, cbl, staged, batch_size):
     listeners = _wants(cbl, ["on_test_batch_begin", "on_test_batch_end"])
     if trainer.distribution is not None:  # pad evaluation batches to a multiple of devices
         r = trainer.distribution.num_replicas
         batch_size = math.ceil(batch_size / r) * r
     steps = math.ceil(staged.n / batch_size)
     k = 1 if listeners else (1 if trainer.choose_k(steps, False, False) == 1 else steps)
-    plan = trainer.epoch_plan(staged.n, batch_size, steps, k, False)
+    return trainer.epoch_plan(staged.n, batch_size, steps, k, False), listeners
+
+
+def _start_evaluate_staged(trainer, cbl, staged, batch_size, variables):
+    """Begin compiling the evaluation program of `_evaluate_staged` ahead of its use."""
+    plan, _ = _eval_plan(trainer, cbl, staged, batch_size)
+    trainer.eval_fn().start(trainer._init_metrics_fn(), variables["params"],
+                            variables["state"], (staged.xs, staged.ys, staged.sws),
+                            plan.indices(0, 0), plan.valid, 0)
+
+
+def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables):
+    plan, listeners = _eval_plan(trainer, cbl, staged, batch_size)
     idx_d, valid_d, chunks = plan.indices(0, 0), plan.valid, plan.chunks
     fn = trainer.eval_fn()
     ms = trainer._init_metrics_fn()
@@ -277,10 +298,9 @@ def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables):
     for c in range(chunks):
         if listeners:
             cbl.call("on_test_batch_begin", c, Logs())
-        ms = fn(ms, variables["params"], variables["state"], data, idx_d, valid_d, c)
+        ms, results = fn(ms, variables["params"], variables["state"], data, idx_d, valid_d, c)
         if listeners:
-            cbl.call("on_test_batch_end", c, Logs(trainer._results_fn(ms)))
-    results = trainer._results_fn(ms)
+            cbl.call("on_test_batch_end", c, Logs(results))
     cbl.call("on_test_end", Logs(results))
     return dict(results)
 

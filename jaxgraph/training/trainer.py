@@ -9,6 +9,7 @@ rows so every step has one shape and the step compiles once.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import math
@@ -39,6 +40,49 @@ def enable_compilation_cache() -> None:
         os.makedirs(path, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", path)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+_COMPILE_POOL = concurrent.futures.ThreadPoolExecutor(
+    max_workers=2, thread_name_prefix="jaxgraph-compile")
+
+
+def _leaf_signature(a):
+    if isinstance(a, jax.Array):
+        return (a.shape, a.dtype, jax.typeof(a).weak_type, a.sharding)
+    if isinstance(a, (bool, int, float)):
+        return type(a)
+    return (np.shape(a), np.result_type(a))
+
+
+def _signature(args) -> tuple:
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    return tree, tuple(_leaf_signature(a) for a in leaves)
+
+
+class Program:
+    """A jitted program whose compile can start early, on a worker thread.
+
+    XLA releases the GIL while it compiles, so `start(*args)` lets a fit's train and
+    evaluation programs compile at the same time (and the Python work around them go
+    on) instead of one after another. A call with a started signature runs that
+    executable; any other call goes through jax.jit as usual."""
+
+    def __init__(self, fn, **jit_kwargs):
+        self.jitted = jax.jit(fn, **jit_kwargs)
+        self._ahead: dict = {}
+
+    def start(self, *args) -> None:
+        sig = _signature(args)
+        if sig not in self._ahead:
+            lowered = self.jitted.lower(*args)  # traces here, on the caller's thread
+            self._ahead[sig] = _COMPILE_POOL.submit(lowered.compile)
+
+    def __call__(self, *args):
+        if self._ahead:
+            compiled = self._ahead.get(_signature(args))
+            if compiled is not None:
+                return compiled.result()(*args)
+        return self.jitted(*args)
 
 
 def _copy_tree(tree):
@@ -302,10 +346,18 @@ class Trainer:
     # ------------------------------------------------------------------ compiled programs
 
     def train_fn(self, k: int, masked: bool = True):
-        """The program running k steps per dispatch (`masked`: some may be inactive)."""
+        """The program running k steps per dispatch (`masked`: some may be inactive).
+
+        It returns the new state and the running logs, so reading the logs needs no
+        program of its own (one compile and one dispatch fewer per epoch)."""
         if (k, masked) not in self._train_fns:
-            self._train_fns[(k, masked)] = jax.jit(
-                functools.partial(self.steps.train_chunk, masked=masked), donate_argnums=0)
+            steps = self.steps
+
+            def chunk(ts, data, idx_all, valid_all, active_all, c):
+                ts = steps.train_chunk(ts, data, idx_all, valid_all, active_all, c, masked=masked)
+                return ts, steps.results(ts["metrics"])
+
+            self._train_fns[(k, masked)] = Program(chunk, donate_argnums=0)
         return self._train_fns[(k, masked)]
 
     def epoch_plan(self, n, batch_size, steps, k, shuffle) -> data_mod.EpochPlan:
@@ -317,8 +369,15 @@ class Trainer:
         return self._plans[key]
 
     def eval_fn(self):
+        """Evaluation over chunks; returns the metric state and its results."""
         if not self._eval_fns:
-            self._eval_fns[0] = jax.jit(self.steps.eval_chunk)
+            steps = self.steps
+
+            def chunk(ms, params, mstate, data, idx_all, valid_all, c):
+                ms = steps.eval_chunk(ms, params, mstate, data, idx_all, valid_all, c)
+                return ms, steps.results(ms)
+
+            self._eval_fns[0] = Program(chunk)
         return self._eval_fns[0]
 
     def stream_train_fn(self):

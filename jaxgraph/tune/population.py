@@ -7,16 +7,42 @@ and the other float hyperparameters as arrays (optax.inject_hyperparams) and who
 compile, with member i following exactly the steps `fit` would take for it: same
 initial weights, same batches in the same order, same dropout keys.
 
-Dropout rates cannot vary inside a population: a `Dropout` layer's rate is a Python
-constant of the layer, compiled into the program, not an array of the state.
-Integer or structural hyperparameters (units, layers) change the architecture, so
-they need separate populations (or `RandomSearch` / `TPESearch`).
+Dropout rates vary too. A layer's `traced_attributes` (the `rate` of Dropout,
+SpatialDropout*, GaussianDropout, AlphaDropout; GaussianNoise's `stddev`) are
+Python constants of a single model's program, but the model state may carry
+per-layer overrides (`lowering.executor.OVERRIDES`) that `apply` hands to the layer
+as arrays; a population puts each member's rates there, so they are vmapped like
+the learning rate and one compile serves every rate. (Only rates that differ between
+members become arrays; the others stay constants. A varying layer takes its dropout
+key in every member: a `Dropout` always does, so members equal their own fits, but
+SpatialDropout*, GaussianDropout, AlphaDropout and GaussianNoise skip it at rate 0,
+so in a member with rate 0 there, later random layers get other, equally
+distributed, keys than in that member's own fit.)
+
+Two ways to say what varies:
+
+- `build_fn` takes no argument (or is a compiled Model): each `hyperparameters` row
+  names optimizer floats (`learning_rate`/`lr`, `beta_1`, `momentum`, ...) and
+  `loss_weights`, written by name into the stacked state.
+- `build_fn(hp)` takes a `tune.HyperParameters` (the tuners' build functions work
+  as they are): member i is `build_fn(HyperParameters(values=row i))`, so a rate
+  read with `layers.Dropout(hp.Float('dropout', 0.0, 0.8))` varies, as do the
+  optimizer's floats and the loss weights, whatever the hyperparameters are called.
+  All K members are built (building is cheap; nothing is compiled) and compared:
+  they must be the same program up to those values. The differing values are read
+  off each member's own layers, optimizer and loss weights, and member 0's model is
+  trained with them. A hyperparameter that changes anything else (units, layers,
+  activations, the optimizer's class) is rejected with its name, as are varying
+  `batch_size` / `epochs` (pass those to `train_population`); such values need
+  separate populations (or `RandomSearch` / `TPESearch`).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
+import inspect
 import math
 import time
 
@@ -25,12 +51,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import random as jg_random
+from ..lowering.executor import OVERRIDES
 from ..training import data as data_mod
 from ..training import optimizers as optimizers_mod
 from ..training.trainer import unique_buffers
 
 _ALIASES = {"lr": "learning_rate"}
-_STATIC = ("dropout", "rate", "dropout_rate", "units", "layers", "batch_size", "epochs")
+_RATES = ("dropout", "rate", "dropout_rate")
+_ARCHITECTURE = ("units", "layers")
+_LOOP = ("batch_size", "epochs")
 _DEFAULT_BATCH = 32
 
 
@@ -185,7 +214,8 @@ class _Engine:
         def eval_chunk(ms, params, mstate, lw, data, idx_all, valid_all, c):
             # Steps.eval_chunk with the member's own loss weights.
             idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
-            valid = jax.lax.dynamic_index_in_dim(valid_all, c, keepdims=False)
+            valid = None if valid_all is None else jax.lax.dynamic_index_in_dim(
+                valid_all, c, keepdims=False)  # None: every batch is full
 
             def one(ms, i, v):
                 x, y, sw = steps.gather(data, i)
@@ -194,7 +224,7 @@ class _Engine:
                 return steps.update_metrics(ms, total, per, y, flat_out, sw, v)
 
             if idx.shape[0] == 1:
-                return one(ms, idx[0], valid[0])
+                return one(ms, idx[0], None if valid is None else valid[0])
             ms, _ = jax.lax.scan(lambda m, iv: (one(m, *iv), None), ms, (idx, valid))
             return ms
 
@@ -305,30 +335,66 @@ class Population:
         return f"<Population of {len(self)} members of {self.model.name!r}>"
 
 
-# ---------------------------------------------------------------------------- public API
+# ---------------------------------------------------------------------------- settings
 
 
-def _apply_hyperparameters(ts, rows, model, trainer, k):
-    """Write each member's hyperparameter values into the stacked state."""
+class _Settings:
+    """What differs between members, as per-member arrays for the stacked state."""
+
+    def __init__(self):
+        self.optimizer: dict[str, np.ndarray] = {}  # injected name -> (K,)
+        self.loss_weights: np.ndarray | None = None  # (K, outputs)
+        self.overrides: dict[str, dict[str, np.ndarray]] = {}  # layer -> attribute -> (K,)
+
+    def write(self, ts: dict) -> dict:
+        for name, values in self.optimizer.items():
+            ts["opt"] = optimizers_mod.set_hyperparameter(ts["opt"], name, values)
+        if self.loss_weights is not None:
+            ts["loss_weights"] = jnp.asarray(self.loss_weights, jnp.float32)
+        if self.overrides:
+            ts["mstate"] = {**ts["mstate"], OVERRIDES: {
+                layer: {a: jnp.asarray(v, jnp.float32) for a, v in attrs.items()}
+                for layer, attrs in self.overrides.items()}}
+        return ts
+
+
+def _check_loop(rows):
+    for name in rows[0]:
+        if name in _LOOP and len({repr(r[name]) for r in rows}) > 1:
+            raise ValueError(
+                f"Hyperparameter {name!r} cannot vary inside a population: it sets the loop "
+                f"of the program, which all members share. Pass {name}= to "
+                "train_population and train one population per value, or use a tuner.")
+
+
+def _named_settings(rows, model, opt_state) -> _Settings:
+    """Rows that name optimizer floats and `loss_weights` directly (no-argument build_fn)."""
     from ..training.objective import _per_output
 
-    available = _hyperparameter_names(ts["opt"])
+    available = _hyperparameter_names(opt_state)
     names = [_ALIASES.get(n, n) for n in rows[0]]
     if len(set(names)) != len(names):
         raise ValueError(f"hyperparameters name the same thing twice: {sorted(rows[0])}")
+    settings = _Settings()
     for raw in rows[0]:
         name = _ALIASES.get(raw, raw)
         if name == "loss_weights":
             per = [np.asarray([float(w) for w in _per_output(r[raw], model.output_names,
                                                             "loss_weights", allow_missing=False)],
                               np.float32) for r in rows]
-            ts["loss_weights"] = jnp.asarray(np.stack(per))
+            settings.loss_weights = np.stack(per)
             continue
-        if name in _STATIC:
+        if name in _RATES and name not in available:
             raise ValueError(
-                f"Hyperparameter {raw!r} cannot vary inside a population: it is compiled into "
-                "the program (a dropout rate is a constant of its Dropout layer; sizes change "
-                "the architecture). Train one population per value, or use a tuner.")
+                f"Hyperparameter {raw!r} is not held in this optimizer's state. To vary a "
+                "dropout rate, give train_population a build_fn(hp) that reads it, e.g. "
+                f"layers.Dropout(hp.Float({raw!r}, 0.0, 0.8)): each member is then built "
+                "from its own row and its rates become arrays of the state.")
+        if name in _ARCHITECTURE:
+            raise ValueError(
+                f"Hyperparameter {raw!r} cannot vary inside a population: it changes the "
+                "architecture, which is compiled into the program. Train one population per "
+                "value, or use a tuner.")
         if name not in available:
             raise ValueError(
                 f"Hyperparameter {raw!r} is not held in this optimizer's state; the optimizer "
@@ -341,8 +407,212 @@ def _apply_hyperparameters(ts, rows, model, trainer, k):
                              f"({e})") from e
         if not np.all(np.isfinite(values)):
             raise ValueError(f"Hyperparameter {raw!r} has non-finite values {values.tolist()}")
-        ts["opt"] = optimizers_mod.set_hyperparameter(ts["opt"], name, values)
-    return ts
+        settings.optimizer[name] = values
+    return settings
+
+
+# ---------------------------------------------------------------------------- build_fn(hp)
+
+
+def _takes_hp(build_fn) -> bool:
+    """Whether build_fn is a `build_fn(hp)` (one required positional parameter)."""
+    from ..models import Model
+
+    if isinstance(build_fn, Model) or not callable(build_fn):
+        return False
+    try:
+        params = inspect.signature(build_fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in positional and p.default is p.empty for p in params) == 1
+
+
+@contextlib.contextmanager
+def _key_stream_untouched():
+    """Extra builds must not shift the global key stream member 0's training draws from."""
+    with jg_random._lock:
+        counter = jg_random._counter
+    try:
+        yield
+    finally:
+        with jg_random._lock:
+            jg_random._counter = counter
+
+
+def _leaf_layers(model) -> list:
+    """The model's distinct non-model layers, nested models walked, in graph order."""
+    from ..graph.functional import Functional
+
+    out, seen = [], set()
+
+    def walk(m):
+        for layer in m.layers:
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if isinstance(layer, Functional):
+                walk(layer)
+            else:
+                out.append(layer)
+
+    walk(model)
+    return out
+
+
+def _signature(model, trainer):
+    """Everything compiled into the program, with names made positional and the values
+    a population may vary (traced layer attributes, optimizer floats, loss weights)
+    left out; two members train as one program iff their signatures are equal."""
+    traced = {layer.name: layer.traced_attributes for layer in _leaf_layers(model)
+              if layer.traced_attributes}
+    opt_state = trainer.tx.init({})
+    injected = _hyperparameter_names(opt_state)
+    compiled = dict(getattr(model, "_compile_config", None) or {})
+    compiled.pop("loss_weights", None)
+    opt = compiled.get("optimizer")
+    if isinstance(opt, dict) and isinstance(opt.get("config"), dict):
+        config = {k: v for k, v in opt["config"].items()
+                  if not (k in injected and isinstance(v, (int, float)))}
+        compiled["optimizer"] = {**opt, "config": config}
+    names: dict[str, str] = {}
+
+    def strip(node):
+        if isinstance(node, dict):
+            inner = node.get("config")
+            if isinstance(inner, dict) and isinstance(inner.get("name"), str) \
+                    and inner["name"] in traced:
+                node = {**node, "config": {k: v for k, v in inner.items()
+                                           if k not in traced[inner["name"]]}}
+            if isinstance(node.get("name"), str):
+                names.setdefault(node["name"], f"#{len(names)}")
+            return {k: strip(v) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [strip(v) for v in node]
+        return node
+
+    def positional(node, keys):
+        """Names -> positions; `keys`: dict keys are names too (compile's per-output dicts)."""
+        if isinstance(node, dict):
+            return {names.get(k, k) if keys else k: positional(v, keys) for k, v in node.items()}
+        if isinstance(node, list):
+            return [positional(v, keys) for v in node]
+        return names.get(node, node) if isinstance(node, str) else node
+
+    try:
+        architecture = strip(model.get_config())
+    except (TypeError, ValueError, NotImplementedError):  # layers without a config
+        architecture = [(type(layer).__name__, [(w.name, tuple(w.shape), w.trainable)
+                                                for w in layer._weights])
+                        for layer in _leaf_layers(model)]
+    compiled = strip(compiled)
+    return {"model": positional(architecture, False),
+            "compile": {k: positional(v, k != "optimizer") for k, v in compiled.items()},
+            "optimizer_state": {"arrays": injected,
+                                "structure": str(jax.tree_util.tree_structure(opt_state))}}
+
+
+def _first_difference(a, b, path="") -> str:
+    """Where two signatures first differ, as 'path: a vs b' (positional names)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            if k in a and k in b and a[k] != b[k]:
+                return _first_difference(a[k], b[k], f"{path}/{k}")
+            if k not in a or k not in b:
+                return f"{path}/{k}: {a.get(k, '(absent)')!r} vs {b.get(k, '(absent)')!r}"
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for j, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{path}/{j}")
+    return f"{path or '/'}: {a!r} vs {b!r}"
+
+
+def _build(build_fn, row):
+    from .hyperparameters import HyperParameters
+
+    hp = HyperParameters(values=row)
+    model, trainer = _resolve_model(functools.partial(build_fn, hp))
+    return model, trainer, hp
+
+
+def _built_settings(build_fn, rows):
+    """Build every member from its row; check they are one program; read what differs."""
+    members = []
+    for i, row in enumerate(rows):
+        with contextlib.nullcontext() if i == 0 else _key_stream_untouched():
+            model, trainer, hp = _build(build_fn, row)
+        unused = sorted(set(row) - set(hp.values))
+        if unused:
+            raise ValueError(
+                f"hyperparameters[{i}] sets {unused}, which build_fn(hp) did not ask for (it "
+                f"asked for {sorted(hp.values)}); read them with hp.Float(...) and pass them "
+                "on (to the optimizer, compile's loss_weights, a Dropout rate)")
+        members.append((model, trainer))
+    model, trainer = members[0]
+    if (getattr(model, "_compile_config", None) or {}).get("optimizer") is None \
+            and len(rows) > 1:
+        raise ValueError(
+            "build_fn(hp) compiles with an optimizer that cannot be compared between members "
+            "(a raw optax transformation); use a jaxgraph.optimizers class")
+    reference = _signature(model, trainer)
+    for i in range(1, len(rows)):
+        other = _signature(*members[i])
+        if other != reference:
+            _explain(build_fn, rows, i, reference, other)
+
+    settings = _Settings()
+    states = [t.tx.init({}) for _, t in members]
+    for name in _hyperparameter_names(states[0]):
+        values = np.asarray([float(optimizers_mod.get_hyperparameter(st, name)) for st in states],
+                            np.float32)
+        if np.any(values != values[0]):
+            settings.optimizer[name] = values
+    settings.loss_weights = np.asarray([t.objective.loss_weights for _, t in members],
+                                       np.float32)
+    leaves = [_leaf_layers(m) for m, _ in members]
+    names = collections.Counter(layer.name for layer in leaves[0])
+    for j, layer in enumerate(leaves[0]):
+        for attr in layer.traced_attributes:
+            values = np.asarray([float(getattr(ls[j], attr)) for ls in leaves], np.float32)
+            if np.all(values == values[0]):
+                continue  # stays a Python constant of the program
+            accepts = layer._accepted_call_args()
+            if attr not in accepts and "**" not in accepts:
+                raise ValueError(
+                    f"Layer {layer.name!r} ({type(layer).__name__}) lists {attr!r} in "
+                    f"traced_attributes, but its call() takes no {attr}= argument")
+            if names[layer.name] > 1:
+                raise ValueError(
+                    f"The {attr} of layer {layer.name!r} varies between members, but "
+                    f"{names[layer.name]} layers of model {model.name!r} are called "
+                    f"{layer.name!r}; give them distinct names")
+            settings.overrides.setdefault(layer.name, {})[attr] = values
+    return model, trainer, settings
+
+
+def _explain(build_fn, rows, i, reference, other):
+    """Raise naming the hyperparameter(s) that make member i a different program."""
+    varying = [n for n in rows[0] if repr(rows[i][n]) != repr(rows[0][n])]
+    culprits = []
+    for name in varying:  # the ones that change the program on their own
+        try:
+            with _key_stream_untouched():
+                probe = _signature(*_build(build_fn, {**rows[0], name: rows[i][name]})[:2])
+        except Exception:  # noqa: BLE001 - a lone change may be invalid (conditions)
+            continue
+        if probe != reference:
+            culprits.append(name)
+    culprits = culprits or varying
+    label = ("Hyperparameter " + repr(culprits[0]) if len(culprits) == 1
+             else f"Hyperparameters {culprits}")
+    raise ValueError(
+        f"{label} cannot vary inside a population: members 0 and {i} build different "
+        f"programs (first difference at {_first_difference(reference, other)}). Members "
+        "may differ only in the optimizer's float hyperparameters, loss weights and "
+        "dropout/noise rates. Train one population per value, or use a tuner.")
+
+
+# ---------------------------------------------------------------------------- public API
 
 
 def train_population(build_fn, hyperparameters, x, y, epochs=1, batch_size=None,
@@ -351,19 +621,32 @@ def train_population(build_fn, hyperparameters, x, y, epochs=1, batch_size=None,
                      seed=None, verbose=0) -> Population:
     """Train one member per hyperparameter setting, all in one vmapped compiled program.
 
-    `build_fn` is a compiled Model (members start from its current weights) or a
-    zero-argument callable returning one. Every member starts from the same weights
-    and sees the same batches; `hyperparameters` (a list of dicts, or a dict of
-    equal-length arrays) sets, per member, the learning rate (`learning_rate` or
-    `lr`), any other float the optimizer keeps in its state (`momentum`, `beta_1`,
-    `rho`, `weight_decay`, ...) and `loss_weights`. With `seed=s`, member i computes
-    what `set_random_seed(s); model = build_fn(); model.fit(...)` computes with its
-    settings (up to the summation order of batched matmuls).
+    `build_fn` is a compiled Model (members start from its current weights), a
+    zero-argument callable returning one, or a `build_fn(hp)` as the tuners take.
+    `hyperparameters` is a list of dicts, or a dict of equal-length arrays, one row
+    per member. With a model or a zero-argument build_fn a row sets the learning
+    rate (`learning_rate` or `lr`), any other float the optimizer keeps in its state
+    (`momentum`, `beta_1`, `rho`, `weight_decay`, ...) and `loss_weights`. With
+    `build_fn(hp)` a row is the member's hyperparameter values: its model is
+    `build_fn(HyperParameters(values=row))`, and any dropout/noise rate, optimizer
+    float or loss weight they set may differ between members (see the module doc).
+    Every member starts from the same weights and sees the same batches and dropout
+    keys. With `seed=s`, member i computes what `set_random_seed(s); model =
+    build_fn()` (or `build_fn(HyperParameters(values=row i))`) `; model.fit(...)`
+    computes with its settings (up to the summation order of batched matmuls).
+
+    The returned `Population`'s `get_model(i)` is member 0's model holding member i's
+    weights: fine for inference; its layers keep member 0's rates and optimizer.
     """
     if seed is not None:
         jg_random.set_random_seed(seed)
     rows = _rows(hyperparameters)
-    model, trainer = _resolve_model(build_fn)
+    _check_loop(rows)
+    if _takes_hp(build_fn):
+        model, trainer, settings = _built_settings(build_fn, rows)
+    else:
+        model, trainer = _resolve_model(build_fn)
+        settings = None
     k = len(rows)
     engine = _Engine(model, trainer, k)
     engine.prepare(x, y, sample_weight, class_weight, batch_size, validation_data,
@@ -374,12 +657,16 @@ def train_population(build_fn, hyperparameters, x, y, epochs=1, batch_size=None,
     variables = jax.tree_util.tree_map(jnp.array, model.variables)
     data_seed = jg_random.next_seed()
     ts = _stack(trainer.steps.init_state(variables, rng), k)
-    ts = unique_buffers(_apply_hyperparameters(ts, rows, model, trainer, k))
+    if settings is None:
+        settings = _named_settings(rows, model, ts["opt"])
+    ts = unique_buffers(settings.write(ts))
     before = collections.Counter(trainer.steps.trace_counts)
     ts, histories = engine.run(ts, int(epochs), data_seed, verbose, None)
     traces = collections.Counter(trainer.steps.trace_counts)
     traces.subtract(before)
-    final = jax.block_until_ready(trainer.steps.variables_of(ts))
+    final = trainer.steps.variables_of(ts)
+    final["state"] = {name: v for name, v in final["state"].items() if name != OVERRIDES}
+    final = jax.block_until_ready(final)
     return Population(model, rows, histories, final, time.perf_counter() - start,
                       +traces)
 
