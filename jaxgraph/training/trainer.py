@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import random as jg_random
 from ..layers.base import cancel_sync, defer_sync, flush_sync, weights_version
+from ..lowering.executor import RUN_ONCE
 from . import data as data_mod
 from . import optimizers as optimizers_mod
 from .objective import build_objective
@@ -217,7 +218,8 @@ class Trainer:
         # the state is donated to the step, and must never own the model's arrays.
         self._init_state_fn = jax.jit(
             lambda variables, rng: self.steps.init_state(
-                jax.tree_util.tree_map(jnp.copy, variables), rng))
+                jax.tree_util.tree_map(jnp.copy, variables), rng),
+            compiler_options=RUN_ONCE)
 
     @property
     def trace_counts(self):
