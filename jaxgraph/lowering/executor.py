@@ -112,6 +112,59 @@ def init_variables(model: Functional, rng) -> dict:
 RUN_ONCE = {"xla_backend_optimization_level": 0}
 
 
+#: Weight-creation programs by the initializers and shapes they draw: every model of
+#: one architecture (ensemble members, search trials, rebuilt models) reuses one
+#: compiled program instead of compiling its own.
+_INIT_PROGRAMS: dict = {}
+
+
+def _init_signature(layers) -> tuple | None:
+    """What a list of layers' `init_values` computes, or None when it cannot be told
+    (a layer's own init_values, an initializer that is not a built-in one)."""
+    from .. import initializers
+    from ..layers.base import Layer
+
+    sig = []
+    for layer in layers:
+        if type(layer).init_values is not Layer.init_values:
+            return None
+        specs = []
+        for w in layer._weights:
+            init = w.initializer
+            if type(init).__module__ != initializers.__name__:
+                return None
+            try:
+                config = repr(sorted(init.get_config().items()))
+            except Exception:  # noqa: BLE001 - no config, no sharing
+                return None
+            specs.append((w.name, tuple(w.shape), str(jnp.dtype(w.dtype)),
+                          type(init).__name__, config))
+        sig.append(tuple(specs))
+    return tuple(sig)
+
+
+def _init_program(layers):
+    sig = _init_signature(layers)
+    if sig is not None and sig in _INIT_PROGRAMS:
+        return _INIT_PROGRAMS[sig]
+    # The program closes over (initializer, shape, dtype) only, never over the layers.
+    plan = [[(w.name, w.initializer, tuple(w.shape), jnp.dtype(w.dtype)) for w in layer._weights]
+            for layer in layers]
+
+    def init_all(key):  # exactly Layer.init_values(fold_in(key, i)) for layer i
+        out = []
+        for i, weights in enumerate(plan):
+            k = jax.random.fold_in(key, i)
+            out.append({name: init(jax.random.fold_in(k, j), shape, dtype)
+                        for j, (name, init, shape, dtype) in enumerate(weights)})
+        return out
+
+    program = jax.jit(init_all, compiler_options=RUN_ONCE)
+    if sig is not None:
+        _INIT_PROGRAMS[sig] = program
+    return program
+
+
 def _initialize_missing(entries) -> None:
     """Create every missing layer value in ONE compiled program (not one per weight)."""
     flush_sync()
@@ -120,10 +173,7 @@ def _initialize_missing(entries) -> None:
         return
     from ..random import next_key
 
-    def init_all(key):
-        return [layer.init_values(jax.random.fold_in(key, i)) for i, layer in enumerate(missing)]
-
-    for layer, values in zip(missing, jax.jit(init_all, compiler_options=RUN_ONCE)(next_key())):
+    for layer, values in zip(missing, _init_program(missing)(next_key())):
         layer._set_values(values)
 
 

@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import random as jg_random
-from ..lowering.executor import OVERRIDES
+from ..lowering.executor import OVERRIDES, RUN_ONCE
 from ..training import data as data_mod
 from ..training import optimizers as optimizers_mod
 from ..training.trainer import unique_buffers
@@ -140,7 +140,8 @@ def _stack(tree, k: int):
 
 
 def _index(tree, i: int):
-    return jax.tree_util.tree_map(lambda a: a[i], tree)
+    """Member i's slice, cut on the host: one transfer, no per-shape slicing program."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[i]), tree)
 
 
 # ---------------------------------------------------------------------------- the engine
@@ -681,8 +682,10 @@ def train_members(model, trainer, n_members: int, keys, x, y, epochs, batch_size
                    data_kwargs.get("validation_batch_size"), shuffle)
     start = time.perf_counter()
     init_keys, rng_keys = keys
-    variables = jax.vmap(model.init)(init_keys)
-    ts = jax.vmap(trainer.steps.init_state)(variables, rng_keys)
+    # Both run once: compiled for compile speed, not run speed (see executor.RUN_ONCE).
+    variables = jax.jit(jax.vmap(model.init), compiler_options=RUN_ONCE)(init_keys)
+    ts = jax.jit(jax.vmap(trainer.steps.init_state), compiler_options=RUN_ONCE)(
+        variables, rng_keys)
     ts = unique_buffers(ts)
     data_seed = jg_random.next_seed()
     before = collections.Counter(trainer.steps.trace_counts)
