@@ -150,7 +150,7 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     start = initial_epoch if start is None else int(start)
     model._initial_epoch_override = None
 
-    staged = val_staged = first_idx = None
+    staged = val_staged = None
     if train_arrays is not None:
         xs, ys, sws, n = train_arrays
         if trainer.distribution is not None:
@@ -159,16 +159,12 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
         k = trainer.choose_k(steps, bool(listeners), progbar_only)
         train = trainer.train_fn(k, masked=steps % k != 0)
         plan = trainer.epoch_plan(n, batch_size, steps, k, bool(shuffle))
-        if start < epochs:
-            # Compile the train program on a worker thread while the evaluation program
-            # is traced and compiled next to it.
-            first_idx = plan.indices(trainer.data_seed, start)
-            train.start(trainer.ts, (staged.xs, staged.ys, staged.sws), first_idx,
-                        plan.valid, plan.active, 0)
     if val_arrays is not None:
         val_staged = trainer.stage(*val_arrays[:3])
     val_batch = validation_batch_size or batch_size or _DEFAULT_BATCH
     if val_staged is not None and start < epochs:
+        # The evaluation program compiles on a worker thread while this thread compiles
+        # the train program, which is needed first, at its first call: the two overlap.
         _start_evaluate_staged(trainer, cbl, val_staged, val_batch,
                                trainer.steps.variables_of(trainer.ts))
 
@@ -177,7 +173,7 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
         trainer.epoch = epoch
         cbl.call("on_epoch_begin", epoch, Logs())
         if staged is not None:
-            idx_d = first_idx if epoch == start else plan.indices(trainer.data_seed, epoch)
+            idx_d = plan.indices(trainer.data_seed, epoch)
             valid_d, active_d = plan.valid, plan.active
             chunks = plan.chunks
             data = (staged.xs, staged.ys, staged.sws)
