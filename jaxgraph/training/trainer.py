@@ -48,7 +48,7 @@ _COMPILE_POOL = concurrent.futures.ThreadPoolExecutor(
 
 def _leaf_signature(a):
     if isinstance(a, jax.Array):
-        return (a.shape, a.dtype, jax.typeof(a).weak_type, a.sharding)
+        return (a.shape, a.dtype, getattr(a, "weak_type", False), a.sharding)
     if isinstance(a, (bool, int, float)):
         return type(a)
     return (np.shape(a), np.result_type(a))
