@@ -85,6 +85,15 @@ class Program:
         return self.jitted(*args)
 
 
+def step_compiler_options() -> dict | None:
+    """XLA:CPU compiles the step programs about 9% faster at LLVM -O1 than at its default
+    -O3, and ran them as fast on every benchmark workload (the heavy kernels are library
+    calls). Other backends keep their defaults."""
+    if jax.default_backend() == "cpu":
+        return {"xla_backend_optimization_level": 1}
+    return None
+
+
 def _copy_tree(tree):
     return jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree)
 
@@ -358,7 +367,8 @@ class Trainer:
                 ts = steps.train_chunk(ts, data, idx_all, valid_all, active_all, c, masked=masked)
                 return ts, steps.results(ts["metrics"])
 
-            self._train_fns[(k, masked)] = Program(chunk, donate_argnums=0)
+            self._train_fns[(k, masked)] = Program(
+                chunk, donate_argnums=0, compiler_options=step_compiler_options())
         return self._train_fns[(k, masked)]
 
     def epoch_plan(self, n, batch_size, steps, k, shuffle) -> data_mod.EpochPlan:
@@ -378,22 +388,25 @@ class Trainer:
                 ms = steps.eval_chunk(ms, params, mstate, data, idx_all, valid_all, c)
                 return ms, steps.results(ms)
 
-            self._eval_fns[0] = Program(chunk)
+            self._eval_fns[0] = Program(chunk, compiler_options=step_compiler_options())
         return self._eval_fns[0]
 
     def stream_train_fn(self):
         if self._stream_train is None:
-            self._stream_train = jax.jit(self.steps.train_step, donate_argnums=0)
+            self._stream_train = jax.jit(self.steps.train_step, donate_argnums=0,
+                                         compiler_options=step_compiler_options())
         return self._stream_train
 
     def stream_eval_fn(self):
         if self._stream_eval is None:
-            self._stream_eval = jax.jit(self.steps.eval_step)
+            self._stream_eval = jax.jit(self.steps.eval_step,
+                                        compiler_options=step_compiler_options())
         return self._stream_eval
 
     def predict_fn(self):
         if self._predict_fn is None:
-            self._predict_fn = jax.jit(self.steps.predict_step)
+            self._predict_fn = jax.jit(self.steps.predict_step,
+                                       compiler_options=step_compiler_options())
         return self._predict_fn
 
     def choose_k(self, steps: int, batch_listeners: bool, progbar_only: bool) -> int:
