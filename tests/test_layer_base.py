@@ -38,3 +38,45 @@ def test_frozen_layer_weights_move_to_non_trainable():
     d.trainable = False
     assert not model.trainable_weights and len(model.non_trainable_weights) == 2
     assert [w.path for w in model.weights] == [f"{d.name}/kernel", f"{d.name}/bias"]
+
+
+def test_weight_creation_program_is_shared_by_architecture(monkeypatch):
+    """Models of one architecture reuse one compiled weight-creation program; the values
+    are the same as an unshared program's, and the cache stays bounded."""
+    import collections
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxgraph import Input, Model, layers
+    from jaxgraph.lowering import executor
+    from jaxgraph.utils import set_random_seed
+
+    monkeypatch.setattr(executor, "_INIT_PROGRAMS", collections.OrderedDict())
+
+    def build(units=8, init="glorot_uniform"):
+        inp = Input((4,))
+        return Model(inp, layers.Dense(units, kernel_initializer=init)(inp))
+
+    def weights(model):  # model.variables creates all missing weights in one program
+        assert model.variables["params"]
+        return model.get_weights()
+
+    set_random_seed(0)
+    first = weights(build())
+    other = weights(build())
+    assert len(executor._INIT_PROGRAMS) == 1
+    assert not np.allclose(first[0], other[0])  # the same program, fresh keys
+    executor._INIT_PROGRAMS.clear()  # an unshared program gives the very same values
+    set_random_seed(0)
+    np.testing.assert_array_equal(weights(build())[0], first[0])
+
+    weights(build(units=16))
+    assert len(executor._INIT_PROGRAMS) == 2
+    ones = build(init=lambda key, shape, dtype=jnp.float32: jnp.ones(shape, dtype))
+    np.testing.assert_array_equal(weights(ones)[0], np.ones((4, 8)))
+    assert len(executor._INIT_PROGRAMS) == 2  # a custom initializer is never shared
+
+    monkeypatch.setattr(executor, "_INIT_PROGRAMS_MAX", 2)
+    weights(build(units=3))
+    assert len(executor._INIT_PROGRAMS) == 2

@@ -16,6 +16,7 @@ rates in one program. Overrides pass through `apply` unchanged.
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import jax
@@ -114,8 +115,10 @@ RUN_ONCE = {"xla_backend_optimization_level": 0}
 
 #: Weight-creation programs by the initializers and shapes they draw: every model of
 #: one architecture (ensemble members, search trials, rebuilt models) reuses one
-#: compiled program instead of compiling its own.
-_INIT_PROGRAMS: dict = {}
+#: compiled program instead of compiling its own. The least recently used are dropped
+#: past _INIT_PROGRAMS_MAX, so a long search over many architectures stays bounded.
+_INIT_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
+_INIT_PROGRAMS_MAX = 32
 
 
 def _init_signature(layers) -> tuple | None:
@@ -146,6 +149,7 @@ def _init_signature(layers) -> tuple | None:
 def _init_program(layers):
     sig = _init_signature(layers)
     if sig is not None and sig in _INIT_PROGRAMS:
+        _INIT_PROGRAMS.move_to_end(sig)
         return _INIT_PROGRAMS[sig]
     # The program closes over (initializer, shape, dtype) only, never over the layers.
     plan = [[(w.name, w.initializer, tuple(w.shape), jnp.dtype(w.dtype)) for w in layer._weights]
@@ -162,6 +166,8 @@ def _init_program(layers):
     program = jax.jit(init_all, compiler_options=RUN_ONCE)
     if sig is not None:
         _INIT_PROGRAMS[sig] = program
+        while len(_INIT_PROGRAMS) > _INIT_PROGRAMS_MAX:
+            _INIT_PROGRAMS.popitem(last=False)
     return program
 
 
