@@ -7,6 +7,7 @@ from here, never from hidden per-layer state.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random as _py_random
 import threading
@@ -39,6 +40,20 @@ def next_seed() -> int:
             return int(np.random.default_rng().integers(0, 2**31 - 1))
         _counter += 1
         return int(np.random.default_rng([_seed, _counter]).integers(0, 2**31 - 1))
+
+
+@contextlib.contextmanager
+def preserved_stream():
+    """Draws made inside leave the global stream where it was, so extra work (building
+    a model only to inspect it) does not shift the keys that later training draws."""
+    global _counter
+    with _lock:
+        counter = _counter
+    try:
+        yield
+    finally:
+        with _lock:
+            _counter = counter
 
 
 def next_key() -> jax.Array:

@@ -429,18 +429,6 @@ def _takes_hp(build_fn) -> bool:
     return sum(p.kind in positional and p.default is p.empty for p in params) == 1
 
 
-@contextlib.contextmanager
-def _key_stream_untouched():
-    """Extra builds must not shift the global key stream member 0's training draws from."""
-    with jg_random._lock:
-        counter = jg_random._counter
-    try:
-        yield
-    finally:
-        with jg_random._lock:
-            jg_random._counter = counter
-
-
 def _leaf_layers(model) -> list:
     """The model's distinct non-model layers, nested models walked, in graph order."""
     from ..graph.functional import Functional
@@ -540,7 +528,7 @@ def _built_settings(build_fn, rows):
     """Build every member from its row; check they are one program; read what differs."""
     members = []
     for i, row in enumerate(rows):
-        with contextlib.nullcontext() if i == 0 else _key_stream_untouched():
+        with contextlib.nullcontext() if i == 0 else jg_random.preserved_stream():
             model, trainer, hp = _build(build_fn, row)
         unused = sorted(set(row) - set(hp.values))
         if unused:
@@ -597,7 +585,7 @@ def _explain(build_fn, rows, i, reference, other):
     culprits = []
     for name in varying:  # the ones that change the program on their own
         try:
-            with _key_stream_untouched():
+            with jg_random.preserved_stream():
                 probe = _signature(*_build(build_fn, {**rows[0], name: rows[i][name]})[:2])
         except Exception:  # noqa: BLE001 - a lone change may be invalid (conditions)
             continue
