@@ -27,6 +27,23 @@ def _count(tree) -> int:
     return int(sum(np.size(a) for a in jax.tree.leaves(tree)))
 
 
+def step_flops(w: Workload, x, y) -> float:
+    """Floating-point operations of one training step (forward, backward, optimizer update).
+
+    XLA's cost analysis of the hand-written step before optimisation, so it counts
+    convolutions as convolutions whatever kernels the backend later picks. Every column
+    trains the same model, so achieved FLOP/s = this x steps per second.
+    """
+    # Counted on the CPU backend: GPU backends return no cost analysis before compiling.
+    with jax.default_device(jax.devices("cpu")[0]):
+        carry, step, _ = _flax_setup(w, x)
+        idx = jnp.arange(w.batch_size)
+        cost = jax.jit(step).lower(carry, idx, x, y).cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older jax: one dict per program
+        cost = cost[0]
+    return float(cost["flops"])
+
+
 def _flax_setup(w: Workload, x):
     """Init the Flax model; return (initial carry, step, param count).
 
@@ -119,7 +136,11 @@ def keras_fit(w: Workload, x, y, epochs: int) -> dict:
     import keras
 
     keras.backend.clear_session()
-    model = w.keras_model()
+    keras.mixed_precision.set_global_policy(w.policy)
+    try:
+        model = w.keras_model()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     model.compile(optimizer=w.optimizer, loss=w.loss, loss_weights=w.loss_weights,
                   jit_compile=True)
     ends = []

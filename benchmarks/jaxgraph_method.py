@@ -34,15 +34,20 @@ def keras_is_jaxgraph():
 
 
 def build(w):
-    with keras_is_jaxgraph():
-        return w.keras_model()
+    jaxgraph.mixed_precision.set_global_policy(w.policy)
+    try:
+        with keras_is_jaxgraph():
+            return w.keras_model()
+    finally:
+        jaxgraph.mixed_precision.set_global_policy("float32")
 
 
-def jaxgraph_fit(w, x, y, epochs: int) -> dict:
+def jaxgraph_fit(w, x, y, epochs: int, steps_per_execution="auto") -> dict:
     """(a) jaxgraph Model.compile + fit, verbose=0, default steps_per_execution='auto'."""
     jaxgraph.utils.set_random_seed(0)
     model = build(w)
-    model.compile(optimizer=w.optimizer, loss=w.loss, loss_weights=w.loss_weights)
+    model.compile(optimizer=w.optimizer, loss=w.loss, loss_weights=w.loss_weights,
+                  steps_per_execution=steps_per_execution)
     ends = []
 
     class EpochEnd(jaxgraph.callbacks.Callback):
@@ -56,3 +61,8 @@ def jaxgraph_fit(w, x, y, epochs: int) -> dict:
     starts = [t, *ends[:-1]]
     return {"epoch_s": [b - a for a, b in zip(starts, ends)],
             "final_loss": hist.history["loss"][-1], "params": model.count_params()}
+
+
+def jaxgraph_fit_per_step(w, x, y, epochs: int) -> dict:
+    """jaxgraph fit with steps_per_execution=1: checks what 'auto' chose against the other."""
+    return jaxgraph_fit(w, x, y, epochs, steps_per_execution=1)

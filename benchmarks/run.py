@@ -19,6 +19,8 @@ import platform
 import statistics
 import threading
 import time
+import traceback
+from dataclasses import replace
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 # Cold compiles for every column: jaxgraph would otherwise switch JAX's persistent cache on
@@ -28,8 +30,12 @@ os.environ.setdefault("JAXGRAPH_NO_COMPILATION_CACHE", "1")
 
 import jax  # noqa: E402
 
-from benchmarks.baselines import keras_fit, scan_loop, step_loop  # noqa: E402
+from benchmarks.baselines import keras_fit, scan_loop, step_flops, step_loop  # noqa: E402
 from benchmarks.workloads import WORKLOADS  # noqa: E402
+
+ON_CPU = jax.default_backend() == "cpu"
+# bf16 convolutions have no fast path on XLA:CPU; the mixed-precision twin is for accelerators.
+DEFAULT_WORKLOADS = [w for w in WORKLOADS if not (ON_CPU and WORKLOADS[w].policy != "float32")]
 
 REFERENCE = "jaxgraph"
 # Conv backward passes inside lax.scan lose XLA:CPU's fast path (jax-ml/jax#12868): measured
@@ -38,28 +44,37 @@ CPU_SKIP = "multi_output:flax_scan,resnet:flax_scan"
 METHODS = {"flax_step": step_loop, "flax_scan": scan_loop}
 if importlib.util.find_spec("keras") is not None:
     METHODS["keras"] = keras_fit
+OPT_IN: set[str] = set()  # registered columns that run only when --methods names them
 
 
-def register_method(name: str, fn) -> None:
+def register_method(name: str, fn, default: bool = True) -> None:
     """Add a column: fn(workload, x, y, epochs) -> {"epoch_s", "final_loss", "params"}."""
     METHODS[name] = fn
+    if not default:
+        OPT_IN.add(name)
 
 
 try:
-    from benchmarks.jaxgraph_method import jaxgraph_fit
+    from benchmarks.jaxgraph_method import jaxgraph_fit, jaxgraph_fit_per_step
 except ModuleNotFoundError as e:
     if e.name != "benchmarks.jaxgraph_method":
         raise
 else:
     register_method(REFERENCE, jaxgraph_fit)
+    register_method("jaxgraph_spe1", jaxgraph_fit_per_step, default=False)
 
 
-class PeakRSS:
-    """Peak resident memory above the starting level, sampled every 10 ms by a thread.
+class PeakMemory:
+    """Peak memory above the starting level, sampled every 10 ms by a thread.
 
-    Freed heap is returned to the OS first (gc + malloc_trim) so the start level does not hide
-    memory a previous run left in the allocator. Counts host memory only (CPU backend).
+    On CPU, resident host memory: freed heap is returned to the OS first (gc + malloc_trim)
+    so the start level does not hide memory a previous run left in the allocator. On an
+    accelerator, the device allocator's bytes in use (JAX's pool is preallocated, so only
+    live buffers and the programs' scratch space count).
     """
+
+    def __init__(self):
+        self._read = _rss if ON_CPU else _device_bytes
 
     def __enter__(self):
         gc.collect()
@@ -67,7 +82,7 @@ class PeakRSS:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except OSError:
             pass
-        self.start = self.peak = _rss()
+        self.start = self.peak = self._read()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -75,13 +90,17 @@ class PeakRSS:
 
     def _sample(self):
         while not self._stop.wait(0.01):
-            self.peak = max(self.peak, _rss())
+            self.peak = max(self.peak, self._read())
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss())
+        self.peak = max(self.peak, self._read())
         self.mb = (self.peak - self.start) / 2**20
+
+
+def _device_bytes() -> int:
+    return int((jax.devices()[0].memory_stats() or {}).get("bytes_in_use", 0))
 
 
 def _rss() -> int:
@@ -92,16 +111,18 @@ def _rss() -> int:
         return 0
 
 
-def measure(name: str, w, x, y, epochs: int) -> dict:
+def measure(name: str, w, x, y, epochs: int, flops: float | None = None) -> dict:
     """Run one method once; derive throughput, compile time and memory from its record."""
     t = time.perf_counter()
-    with PeakRSS() as mem:
+    with PeakMemory() as mem:
         rec = METHODS[name](w, x, y, epochs)
     epoch_s = rec["epoch_s"]
     steady = epoch_s[1:]
+    samples_per_s = len(x) * len(steady) / sum(steady)
     return {
-        "workload": w.name, "method": name, **rec,
-        "samples_per_s": len(x) * len(steady) / sum(steady),
+        "workload": w.name, "method": name, "samples": len(x), **rec,
+        "samples_per_s": samples_per_s,
+        "tflops": None if flops is None else flops * samples_per_s / w.batch_size / 1e12,
         "first_epoch_s": epoch_s[0],
         "compile_s": epoch_s[0] - statistics.median(steady),
         "peak_mb": mem.mb,
@@ -109,7 +130,7 @@ def measure(name: str, w, x, y, epochs: int) -> dict:
     }
 
 
-COLUMNS = ["samples_per_s", "first_epoch_s", "compile_s", "peak_mb", "final_loss"]
+COLUMNS = ["samples_per_s", "first_epoch_s", "compile_s", "peak_mb", "final_loss", "tflops"]
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -120,20 +141,23 @@ def summarize(runs: list[dict]) -> dict:
     assert len(set(params.values())) == 1, f"parameter counts differ: {params}"
     return {
         m: {"n": len(rs), "params": rs[0]["params"],
-            **{c: statistics.median(r[c] for r in rs) for c in COLUMNS}}
+            **{c: None if rs[0][c] is None else statistics.median(r[c] for r in rs)
+               for c in COLUMNS}}
         for m, rs in by_method.items()
     }
 
 
-def print_table(w, n: int, epochs: int, summary: dict) -> None:
+def print_table(w, n: int, epochs: int, summary: dict, flops: float | None) -> None:
     print(f"\n== {w.name}: batch {w.batch_size}, {n} samples, {epochs} epochs, {w.optimizer}"
-          + (f"; {w.note}" if w.note else ""))
-    print(f"{'method':<10} {'n':>2} {'samples/s':>11} {'1st epoch s':>11} {'compile s':>9} "
-          f"{'peak MB':>8} {'final loss':>10} {'params':>9}")
+          + (f"; {w.note}" if w.note else "")
+          + ("" if flops is None else f"; {flops / 1e9:.2f} GFLOP per step"))
+    print(f"{'method':<13} {'n':>2} {'samples/s':>11} {'1st epoch s':>11} {'compile s':>9} "
+          f"{'peak MB':>8} {'final loss':>10} {'params':>9} {'TFLOP/s':>8}")
     for m, s in summary.items():
-        print(f"{m:<10} {s['n']:>2} {s['samples_per_s']:>11.1f} {s['first_epoch_s']:>11.2f} "
+        tflops = "" if s["tflops"] is None else f"{s['tflops']:8.3f}"
+        print(f"{m:<13} {s['n']:>2} {s['samples_per_s']:>11.1f} {s['first_epoch_s']:>11.2f} "
               f"{s['compile_s']:>9.2f} {s['peak_mb']:>8.1f} {s['final_loss']:>10.4f} "
-              f"{s['params']:>9}")
+              f"{s['params']:>9} {tflops:>8}")
     ref = REFERENCE if REFERENCE in summary else "flax_step"
     ratios = [f"{ref}/{m} {summary[ref]['samples_per_s'] / s['samples_per_s']:.2f}"
               for m, s in summary.items() if m != ref]
@@ -142,14 +166,19 @@ def print_table(w, n: int, epochs: int, summary: dict) -> None:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workloads", default=",".join(WORKLOADS))
-    p.add_argument("--methods", default=None, help="default: all registered")
+    p.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
+                   help=f"of {', '.join(WORKLOADS)} (default on CPU: all but the bf16 one)")
+    p.add_argument("--methods", default=None,
+                   help="default: all registered but the opt-in ones (jaxgraph_spe1)")
     p.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
     p.add_argument("--epochs", type=int, default=2, help="first epoch + steady ones (>= 2)")
     p.add_argument("--quick", action="store_true", help="smoke test: small data and batches")
     p.add_argument("--max-run-s", type=float, default=60.0,
                    help="a method whose run takes longer is not repeated on that workload")
-    p.add_argument("--skip", default=CPU_SKIP if jax.default_backend() == "cpu" else "",
+    p.add_argument("--samples", type=int, default=None,
+                   help="training-set size (default: the workload's; larger on accelerators)")
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count per step")
+    p.add_argument("--skip", default=CPU_SKIP if ON_CPU else "",
                    help=f"workload:method pairs not to run (CPU default: {CPU_SKIP})")
     p.add_argument("--out", default=None, help="write every run and the medians as JSON")
     p.add_argument("--compilation-cache", default=None, metavar="DIR",
@@ -160,16 +189,33 @@ def main(argv=None) -> dict:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     assert args.epochs >= 2, "need at least one steady-state epoch after the first"
     repeats = args.repeats or (1 if args.quick else 3)
-    methods = args.methods.split(",") if args.methods else list(METHODS)
+    methods = (args.methods.split(",") if args.methods
+               else [m for m in METHODS if m not in OPT_IN])
     if REFERENCE in methods:  # the reference column first
         methods.insert(0, methods.pop(methods.index(REFERENCE)))
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} cpus; "
           f"methods {methods}, {repeats} repeats")
 
-    runs, summaries = [], {}
+    runs, summaries, step_flop_counts, failed = [], {}, {}, []
+
+    def save():  # after every workload, so a run cut short keeps what it measured
+        if not args.out:
+            return
+        meta = {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
+                "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+                "quick": args.quick, "epochs": args.epochs, "repeats": repeats,
+                "compilation_cache": args.compilation_cache, "flops_per_step": step_flop_counts,
+                "samples": {r["workload"]: r["samples"] for r in runs}, "failed": failed}
+        with open(args.out, "w") as f:
+            json.dump({"meta": meta, "summary": summaries, "runs": runs}, f, indent=1)
+
     for wname in args.workloads.split(","):
-        w = WORKLOADS[wname].quick_version() if args.quick else WORKLOADS[wname]
+        w = WORKLOADS[wname]
+        w = w.quick_version() if args.quick else w if ON_CPU else w.accel_version()
+        if args.samples:
+            w = replace(w, samples=args.samples)
         x, y = w.data()
+        flops = step_flop_counts[wname] = None if args.no_flops else step_flops(w, x, y)
         skipped = [m for m in methods if f"{wname}:{m}" in args.skip.split(",")]
         done, slow = [], set(skipped)
         for r in range(repeats):
@@ -177,24 +223,26 @@ def main(argv=None) -> dict:
             for m in order:
                 if m in slow:
                     continue
-                done.append(measure(m, w, x, y, args.epochs))
+                try:
+                    done.append(measure(m, w, x, y, args.epochs, flops))
+                except Exception:  # one broken column must not lose the others' figures
+                    traceback.print_exc()
+                    failed.append(f"{wname}:{m}")
+                    slow.add(m)
+                    continue
                 print(f"  {wname:<12} {m:<10} repeat {r}: {done[-1]['samples_per_s']:10.1f} "
                       f"samples/s, run {done[-1]['wall_s']:.1f} s", flush=True)
                 if done[-1]["wall_s"] > args.max_run_s:
                     slow.add(m)
         runs += done
-        summaries[wname] = summarize(done)
-        print_table(w, len(x), args.epochs, summaries[wname])
+        if done:
+            summaries[wname] = summarize(done)
+            print_table(w, len(x), args.epochs, summaries[wname], flops)
         if skipped:
             print(f"skipped (--skip): {', '.join(skipped)}")
-
-    if args.out:
-        meta = {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
-                "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-                "quick": args.quick, "epochs": args.epochs, "repeats": repeats,
-                "compilation_cache": args.compilation_cache}
-        with open(args.out, "w") as f:
-            json.dump({"meta": meta, "summary": summaries, "runs": runs}, f, indent=1)
+        save()
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
     return summaries
 
 

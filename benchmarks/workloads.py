@@ -41,12 +41,19 @@ class Workload:
     keras_model: Callable[[], object]
     loss_weights: dict[str, float] | None = None
     note: str = ""
+    # Training-set size on an accelerator: the CPU sizes are a few milliseconds of GPU work,
+    # too short to time a steady epoch. None: the CPU size.
+    accel_samples: int | None = None
+    policy: str = "float32"  # dtype policy: "mixed_bfloat16" = bf16 compute, float32 variables
 
     def data(self, seed: int = 0):
         return self.make_data(self.samples, seed)
 
     def quick_version(self) -> Workload:
         return replace(self, samples=self.quick[0], batch_size=self.quick[1])
+
+    def accel_version(self) -> Workload:
+        return replace(self, samples=self.accel_samples or self.samples)
 
 
 def optax_optimizer(name: str) -> optax.GradientTransformation:
@@ -63,16 +70,22 @@ def optax_optimizer(name: str) -> optax.GradientTransformation:
     raise ValueError(name)
 
 
-# Keras's probability-space losses (clip to [eps, 1 - eps], mean over the batch).
+# Keras's probability-space losses, as keras.losses computes them: categorical ones first
+# renormalise the predicted distribution (p / sum(p)), then clip to [eps, 1 - eps]; every loss
+# is the mean over the batch.
 def _clip(p):
     return jnp.clip(p, EPS, 1 - EPS)
 
 
+def _normalized(p):
+    return _clip(p / jnp.sum(p, axis=-1, keepdims=True))
+
+
 LOSSES = {
     "mse": lambda y, p: jnp.mean((y - p) ** 2),
-    "categorical_crossentropy": lambda y, p: -jnp.mean(jnp.sum(y * jnp.log(_clip(p)), -1)),
+    "categorical_crossentropy": lambda y, p: -jnp.mean(jnp.sum(y * jnp.log(_normalized(p)), -1)),
     "sparse_categorical_crossentropy": lambda y, p: -jnp.mean(
-        jnp.log(_clip(jnp.take_along_axis(p, y[:, None].astype(jnp.int32), -1)))
+        jnp.log(jnp.take_along_axis(_normalized(p), y[:, None].astype(jnp.int32), -1))
     ),
     "binary_crossentropy": lambda y, p: -jnp.mean(
         y * jnp.log(_clip(p)) + (1 - y) * jnp.log(1 - _clip(p))
@@ -216,11 +229,13 @@ def _multi_data(n, seed):
 class Block(nn.Module):
     features: int
     stride: int
+    dtype: object = jnp.float32  # compute dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x, train=False):
-        conv = partial(Conv, padding="SAME", use_bias=False)
-        bn = partial(nn.BatchNorm, use_running_average=not train, momentum=0.99, epsilon=1e-3)
+        conv = partial(Conv, padding="SAME", use_bias=False, dtype=self.dtype)
+        bn = partial(nn.BatchNorm, use_running_average=not train, momentum=0.99, epsilon=1e-3,
+                     dtype=self.dtype)
         s = (self.stride, self.stride)
         y = nn.relu(bn()(conv(self.features, (3, 3), s)(x)))
         y = bn()(conv(self.features, (3, 3))(y))
@@ -230,13 +245,17 @@ class Block(nn.Module):
 
 
 class ResNet(nn.Module):
+    dtype: object = jnp.float32  # compute dtype; parameters stay float32
+
     @nn.compact
     def __call__(self, x, train=False):
-        x = nn.relu(Conv(32, (3, 3), padding="SAME")(x))
+        x = nn.relu(Conv(32, (3, 3), padding="SAME", dtype=self.dtype)(x))
         for stage, features in enumerate((32, 64, 128)):
-            x = Block(features, 2 if stage else 1)(x, train)
-            x = Block(features, 1)(x, train)
-        return nn.softmax(Dense(10)(x.mean(axis=(1, 2))))
+            x = Block(features, 2 if stage else 1, self.dtype)(x, train)
+            x = Block(features, 1, self.dtype)(x, train)
+        # As Keras's mixed policy: the head computes in the compute dtype, the loss in float32.
+        out = nn.softmax(Dense(10, dtype=self.dtype)(x.mean(axis=(1, 2))))
+        return out.astype(jnp.float32)
 
 
 def _resnet_keras():
@@ -267,20 +286,25 @@ def _resnet_data(n, seed):
     return x, _teacher(x, 10, rng).astype(np.int32)
 
 
+_RESNET = Workload("resnet", 256, 256, (32, 32), "adam", "sparse_categorical_crossentropy",
+                   _resnet_data, ResNet, _resnet_keras, accel_samples=32768)
+
 WORKLOADS = {
     w.name: w
     for w in [
         Workload("mlp", 128, 16384, (1024, 128), "rmsprop", "categorical_crossentropy",
-                 _mlp_data, MLP, _mlp_keras),
+                 _mlp_data, MLP, _mlp_keras, accel_samples=262144),
         Workload("convnet", 64, 2048, (128, 64), "rmsprop", "categorical_crossentropy",
-                 _convnet_data, ConvNet, _convnet_keras),
+                 _convnet_data, ConvNet, _convnet_keras, accel_samples=32768),
         Workload("multi_output", 64, 128, (32, 32), "rmsprop",
                  {"age": "mse", "income": "categorical_crossentropy",
                   "gender": "binary_crossentropy"},
                  _multi_data, MultiOutput, _multi_keras,
                  loss_weights={"age": 0.25, "income": 1.0, "gender": 10.0},
-                 note=f"embedding shrunk to {VOCAB}x{EMBED} (book: 50000x256), seq len {SEQ_LEN}"),
-        Workload("resnet", 256, 256, (32, 32), "adam", "sparse_categorical_crossentropy",
-                 _resnet_data, ResNet, _resnet_keras),
+                 note=f"embedding shrunk to {VOCAB}x{EMBED} (book: 50000x256), seq len {SEQ_LEN}",
+                 accel_samples=8192),
+        _RESNET,
+        replace(_RESNET, name="resnet_bf16", flax_model=partial(ResNet, dtype=jnp.bfloat16),
+                policy="mixed_bfloat16", note="mixed_bfloat16: bf16 compute, float32 variables"),
     ]
 }

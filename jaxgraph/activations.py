@@ -12,6 +12,9 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras's generalized relu: x above ``threshold`` (capped at ``max_value``), else a
     leak of ``negative_slope * (x - threshold)``."""
     x = jnp.asarray(x)
+    if negative_slope == 0.0 and max_value is None and threshold == 0.0:
+        # max(x, 0): XLA fuses it into the neighbouring matmul, a select it does not.
+        return jax.nn.relu(x)
     out = jnp.where(x > threshold, x, jnp.zeros((), x.dtype))
     if max_value is not None:
         out = jnp.clip(out, 0, max_value)

@@ -221,6 +221,7 @@ class EpochPlan:
         self._sharding = sharding
         self.valid = None if valid.all() else self._put(valid.reshape(self.chunks, k, batch_size))
         self.active = self._put(active.reshape(self.chunks, k))
+        self._in_order = None  # the unshuffled layout, staged once
 
     def _put(self, a):
         return jax.device_put(a) if self._sharding is None else jax.device_put(a, self._sharding)
@@ -228,11 +229,16 @@ class EpochPlan:
     def indices(self, seed: int, epoch: int):
         if self.shuffle:
             order = np.random.default_rng([seed, epoch]).permutation(self.n)
+        elif self._in_order is not None:
+            return self._in_order
         else:
             order = np.arange(self.n)
         idx = np.zeros(self.chunks * self.k * self.batch_size, np.int32)
         idx[:self.total] = np.resize(order, self.total)
-        return self._put(idx.reshape(self.chunks, self.k, self.batch_size))
+        staged = self._put(idx.reshape(self.chunks, self.k, self.batch_size))
+        if not self.shuffle:
+            self._in_order = staged
+        return staged
 
 
 def pad_batch(arrays: list, size: int):

@@ -169,11 +169,13 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
                                trainer.steps.variables_of(trainer.ts))
 
     logs = Logs()
+    next_idx = None  # the next epoch's row order, drawn while the device runs this one
     for epoch in range(start, epochs):
         trainer.epoch = epoch
         cbl.call("on_epoch_begin", epoch, Logs())
         if staged is not None:
-            idx_d = plan.indices(trainer.data_seed, epoch)
+            idx_d = plan.indices(trainer.data_seed, epoch) if next_idx is None else next_idx
+            next_idx = None
             valid_d, active_d = plan.valid, plan.active
             chunks = plan.chunks
             data = (staged.xs, staged.ys, staged.sws)
@@ -186,6 +188,10 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
                     cbl.call("on_train_batch_end", min(first + k, steps) - 1, Logs(running))
                 if model.stop_training:
                     break
+            if epoch + 1 < epochs and not model.stop_training:
+                # The epoch's programs are dispatched, not finished: shuffling the next
+                # epoch's rows (deterministic in seed and epoch) now hides it behind them.
+                next_idx = plan.indices(trainer.data_seed, epoch + 1)
             epoch_logs = dict(running)
         else:
             trainer.ts["metrics"] = trainer._init_metrics_fn()

@@ -103,14 +103,15 @@ class _MeanMetric(Metric):
         return type(self)._fn
 
     def init(self):
-        return {"total": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.float32)}
+        # [total, count] in one array: one accumulating kernel per step, not two.
+        return jnp.zeros((2,), jnp.float32)
 
     def update(self, state, y_true, y_pred, sample_weight=None):
         total, count = _weighted_total(self.fn(y_true, y_pred, **self.kwargs), sample_weight)
-        return {"total": state["total"] + total, "count": state["count"] + count}
+        return state + jnp.stack([total, jnp.asarray(count, jnp.float32)])
 
     def result(self, state):
-        return _divide_no_nan(state["total"], state["count"])
+        return _divide_no_nan(state[0], state[1])
 
 
 class MeanMetricWrapper(_MeanMetric):

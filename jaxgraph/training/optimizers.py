@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 _COMMON = (("clipnorm", None), ("clipvalue", None), ("global_clipnorm", None), ("name", None))
@@ -124,6 +125,42 @@ def decoupled_weight_decay(weight_decay, learning_rate):
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+class HyperparamsState(NamedTuple):
+    """Constant hyperparameters held as arrays beside the rule's own state."""
+
+    hyperparams: dict
+    inner_state: Any
+
+
+def _as_hyperparam(value, dtype):
+    value = jnp.asarray(value)
+    return value.astype(dtype) if jnp.issubdtype(value.dtype, jnp.floating) else value
+
+
+def inject_hyperparams(factory, initial: dict) -> optax.GradientTransformation:
+    """`optax.inject_hyperparams(factory)(**initial)` without its step counter when no
+    hyperparameter is a schedule: that counter only feeds schedules, yet it costs a kernel
+    per step inside a compiled loop on accelerators. Same state fields otherwise, so
+    `get_hyperparameter` / `set_hyperparameter` treat both alike."""
+    if any(callable(v) for v in initial.values()):
+        return optax.inject_hyperparams(factory)(**initial)
+    static = {k: v for k, v in initial.items()
+              if isinstance(v, bool) or not isinstance(v, (int, float, jax.Array, np.ndarray))}
+    numeric = {k: v for k, v in initial.items() if k not in static}
+
+    def init(params):
+        dtype = optax.tree.dtype(params, "highest")
+        hp = {k: _as_hyperparam(v, dtype) for k, v in numeric.items()}
+        return HyperparamsState(hp, factory(**static, **hp).init(params))
+
+    def update(updates, state, params=None):
+        updates, inner = factory(**static, **state.hyperparams).update(
+            updates, state.inner_state, params)
+        return updates, HyperparamsState(state.hyperparams, inner)
+
+    return optax.GradientTransformation(init, update)
+
+
 def clip_each_by_norm(max_norm):
     """Keras's `clipnorm`: each gradient tensor is rescaled to an L2 norm <= max_norm."""
 
@@ -203,7 +240,8 @@ class Optimizer:
         return None
 
     def to_optax(self):
-        """optax transformation: clipping, then inject_hyperparams(rule + weight decay)."""
+        """optax transformation: clipping, then the rule and weight decay with their
+        hyperparameters as arrays in the state (`inject_hyperparams`)."""
         initial = {"learning_rate": self.learning_rate}
         initial.update({k: getattr(self, k) for k in self._active_hyperparameters()})
         if self.weight_decay is not None:
@@ -220,7 +258,7 @@ class Optimizer:
         factory.__signature__ = inspect.Signature(
             [inspect.Parameter(name, keyword) for name in initial]
         )
-        transform = optax.inject_hyperparams(factory)(**initial)
+        transform = inject_hyperparams(factory, initial)
         clipping = self._clipping()
         return transform if clipping is None else optax.chain(clipping, transform)
 

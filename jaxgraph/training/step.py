@@ -116,23 +116,26 @@ class Steps:
     def variables_of(self, ts: dict) -> dict:
         return {"params": merge_params(ts["train"], ts["frozen"]), "state": ts["mstate"]}
 
-    def init_metrics(self) -> dict:
-        out = {"loss": (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))}
+    def loss_log_names(self) -> list[str]:
+        """'loss', then one running loss per output of a multi-output objective."""
+        names = ["loss"]
         if self.objective.multi:
-            for i, fn in enumerate(self.objective.loss_fns):
-                if fn is not None:
-                    out[self.objective.loss_log_name(i)] = (
-                        jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+            names += [self.objective.loss_log_name(i)
+                      for i, fn in enumerate(self.objective.loss_fns) if fn is not None]
+        return names
+
+    def init_metrics(self) -> dict:
+        # Each running loss is [sum, rows] in one array: one accumulating kernel per step.
+        out = {name: jnp.zeros((2,), jnp.float32) for name in self.loss_log_names()}
         for _, metric, name, _ in self.objective.metrics:
             out[name] = metric.init()
         return out
 
     def results(self, metric_state: dict) -> dict:
         out = {}
-        for name, value in metric_state.items():
-            if name == "loss" or name.endswith("_loss") and isinstance(value, tuple):
-                total, count = value
-                out[name] = total / jnp.maximum(count, 1.0)
+        for name in self.loss_log_names():
+            total, count = metric_state[name][0], metric_state[name][1]
+            out[name] = total / jnp.maximum(count, 1.0)
         for _, metric, name, _ in self.objective.metrics:
             out[name] = metric.result(metric_state[name])
         return out
@@ -171,14 +174,12 @@ class Steps:
         ms = dict(ms)
         batch = next((o.shape[0] for o in flat_out if o is not None and o.ndim), 1)
         n_valid = jnp.asarray(batch, jnp.float32) if valid is None else valid.sum()
-        t, c = ms["loss"]
-        ms["loss"] = (t + total * n_valid, c + n_valid)
+        ms["loss"] = ms["loss"] + jnp.stack([total * n_valid, n_valid])
         if self.objective.multi:
             for i, value in enumerate(per_output):
                 if value is not None:
                     name = self.objective.loss_log_name(i)
-                    t, c = ms[name]
-                    ms[name] = (t + value * n_valid, c + n_valid)
+                    ms[name] = ms[name] + jnp.stack([value * n_valid, n_valid])
         for i, metric, name, weighted in self.objective.metrics:
             if y[i] is None:
                 continue
