@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import time
+from dataclasses import replace
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("JAXGRAPH_NO_COMPILATION_CACHE", "1")
@@ -30,6 +32,9 @@ def main(argv=None):
     p.add_argument("method")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--samples", type=int, default=None)
+    p.add_argument("--json", action="store_true",
+                   help="end with one JSON line: the method's record (run.py --fresh-first-epoch)")
     p.add_argument("--run-once-options", choices=["jaxgraph", "none"], default="jaxgraph",
                    help="'none': compile jaxgraph's run-once programs (weights, training "
                         "state) with XLA's default options instead of executor.RUN_ONCE")
@@ -41,6 +46,8 @@ def main(argv=None):
         executor.RUN_ONCE = trainer.RUN_ONCE = None
     w = WORKLOADS[args.workload]
     w = w.quick_version() if args.quick else w if run.ON_CPU else w.accel_version()
+    if args.samples:
+        w = replace(w, samples=args.samples)
     x, y = w.data()
 
     events = []  # (end time, event, seconds, program name)
@@ -71,6 +78,9 @@ def main(argv=None):
         for (event, name), seconds in sums.most_common():
             if seconds >= 0.01:
                 print(f"  {seconds:8.3f} s  x{counts[(event, name)]:<3} {event:<32} {name}")
+
+    if args.json:
+        print(json.dumps(rec))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -147,6 +149,26 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
+def fresh_first_epoch(workload: str, method: str, args, samples: int) -> float | None:
+    """The first epoch of one run in a new Python process (benchmarks.compile_breakdown).
+
+    Inside one process, columns after the first reuse what the process already compiled:
+    jax's eager-op executables (Keras's fit runs some), XLA:GPU autotuning results. A user's
+    script starts cold, so this is the first-epoch figure to compare."""
+    cmd = [sys.executable, "-m", "benchmarks.compile_breakdown", workload, method, "--json",
+           "--epochs", str(args.epochs), "--samples", str(samples)]
+    if args.compilation_cache:
+        return None  # a shared cache would make the fresh process warm again
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(f"  fresh-process run of {workload}:{method} failed:\n{out.stderr[-2000:]}")
+        return None
+    rec = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {workload:<12} {method:<10} fresh process: first epoch {rec['epoch_s'][0]:.2f} s",
+          flush=True)
+    return rec["epoch_s"][0]
+
+
 def print_table(w, n: int, epochs: int, summary: dict, flops: float | None) -> None:
     print(f"\n== {w.name}: batch {w.batch_size}, {n} samples, {epochs} epochs, {w.optimizer}"
           + (f"; {w.note}" if w.note else "")
@@ -162,6 +184,10 @@ def print_table(w, n: int, epochs: int, summary: dict, flops: float | None) -> N
     ratios = [f"{ref}/{m} {summary[ref]['samples_per_s'] / s['samples_per_s']:.2f}"
               for m, s in summary.items() if m != ref]
     print("throughput ratios: " + ", ".join(ratios))
+    fresh = {m: s.get("fresh_first_epoch_s") for m, s in summary.items()}
+    if any(v is not None for v in fresh.values()):
+        print("first epoch in a fresh process: " + ", ".join(
+            f"{m} {v:.2f} s" for m, v in fresh.items() if v is not None))
 
 
 def main(argv=None) -> dict:
@@ -178,6 +204,9 @@ def main(argv=None) -> dict:
     p.add_argument("--samples", type=int, default=None,
                    help="training-set size (default: the workload's; larger on accelerators)")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count per step")
+    p.add_argument("--fresh-first-epoch", action="store_true",
+                   help="also time each method's first epoch once in a fresh process, where "
+                        "no compile or autotuning cache of another column can help it")
     p.add_argument("--skip", default=CPU_SKIP if ON_CPU else "",
                    help=f"workload:method pairs not to run (CPU default: {CPU_SKIP})")
     p.add_argument("--out", default=None, help="write every run and the medians as JSON")
@@ -237,6 +266,10 @@ def main(argv=None) -> dict:
         runs += done
         if done:
             summaries[wname] = summarize(done)
+            if args.fresh_first_epoch:
+                for m in summaries[wname]:
+                    summaries[wname][m]["fresh_first_epoch_s"] = fresh_first_epoch(
+                        wname, m, args, w.samples)
             print_table(w, len(x), args.epochs, summaries[wname], flops)
         if skipped:
             print(f"skipped (--skip): {', '.join(skipped)}")

@@ -262,3 +262,36 @@ def test_serialize_round_trip_and_registry():
         opt.serialize(optax.sgd(0.1))
     with pytest.raises(ValueError, match="built-in"):
         opt.register("adam", opt.Adam)
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam", "sgd"])
+def test_constant_hyperparameters_carry_no_step_counter_and_match_optax(name):
+    # The counter optax.inject_hyperparams keeps only feeds schedules; without it the
+    # updates must be exactly those of optax's own injection.
+    import inspect
+
+    spec = opt.get(name)
+    params = [jnp.asarray(w) for w in INITIAL]
+    ours = spec.to_optax()
+    initial = {"learning_rate": spec.learning_rate,
+               **{k: getattr(spec, k) for k in spec._active_hyperparameters()}}
+
+    def factory(**hp):
+        return spec._rule(hp)
+
+    factory.__signature__ = inspect.Signature(
+        [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY) for k in initial])
+    reference = optax.inject_hyperparams(factory)(**initial)
+    state, ref_state = ours.init(params), reference.init(params)
+    assert isinstance(state, opt.HyperparamsState) and "count" not in state._fields
+    assert set(state.hyperparams) == set(ref_state.hyperparams)
+    p, q = params, params
+    for grads in GRADS[:5]:
+        g = [jnp.asarray(a) for a in grads]
+        u, state = ours.update(g, state, p)
+        v, ref_state = reference.update(g, ref_state, q)
+        p, q = optax.apply_updates(p, u), optax.apply_updates(q, v)
+    for a, b in zip(p, q):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    state = opt.set_learning_rate(state, 0.5)
+    assert float(opt.get_learning_rate(state)) == 0.5
