@@ -308,3 +308,43 @@ def test_loss_weights_change_without_recompile():
     hist = model.fit([xa, xb], [yr, yc], epochs=1, verbose=0)
     np.testing.assert_allclose(hist.history["loss"][0], hist.history["cls_loss"][0], rtol=1e-5)
     assert model._trainer.trace_counts["train_step"] == 1
+
+
+def test_shuffle_drawn_ahead_matches_epoch_by_epoch_fits():
+    # fit draws epoch e+1's row order while epoch e runs; the order must still be the one
+    # of (seed, epoch): one 3-epoch fit equals three 1-epoch fits resumed by initial_epoch.
+    x, y = blobs(96)
+    weights = []
+    for split in (False, True):
+        set_random_seed(21)
+        model = mlp()
+        model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+        model._trainer.data_seed = 1234
+        if split:
+            for epoch in range(3):
+                model.fit(x, y, batch_size=32, epochs=epoch + 1, initial_epoch=epoch,
+                          shuffle=True, verbose=0)
+        else:
+            model.fit(x, y, batch_size=32, epochs=3, shuffle=True, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_multi_step_and_compiler_choices_follow_backend_and_layers():
+    from jaxgraph.training.trainer import auto_steps_per_execution, step_compiler_options
+
+    dense = mlp()
+    tokens = Input(shape=(5,), dtype="int32")
+    embedded = Model(tokens, layers.Dense(2)(layers.GlobalAveragePooling1D()(
+        layers.Embedding(50, 4)(tokens))))
+    image = Input(shape=(8, 8, 1))
+    conv = Model(image, layers.Dense(2)(layers.Flatten()(layers.Conv2D(4, 3)(image))))
+    if jax.default_backend() == "cpu":
+        assert auto_steps_per_execution(dense, 40) == 40  # a whole epoch per dispatch
+        assert auto_steps_per_execution(conv, 40) == 1  # XLA:CPU convs lose speed in loops
+        assert step_compiler_options(dense) == {"xla_backend_optimization_level": 1}
+        assert step_compiler_options(embedded) is None  # scatter-add gradients need -O3
+    else:
+        assert auto_steps_per_execution(conv, 40) == 40
+        assert step_compiler_options(dense) is None
