@@ -155,10 +155,10 @@ def fresh_first_epoch(workload: str, method: str, args, samples: int) -> float |
     Inside one process, columns after the first reuse what the process already compiled:
     jax's eager-op executables (Keras's fit runs some), XLA:GPU autotuning results. A user's
     script starts cold, so this is the first-epoch figure to compare."""
-    cmd = [sys.executable, "-m", "benchmarks.compile_breakdown", workload, method, "--json",
-           "--epochs", str(args.epochs), "--samples", str(samples)]
     if args.compilation_cache:
         return None  # a shared cache would make the fresh process warm again
+    cmd = [sys.executable, "-m", "benchmarks.compile_breakdown", workload, method, "--json",
+           "--epochs", str(args.epochs), "--samples", str(samples)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         print(f"  fresh-process run of {workload}:{method} failed:\n{out.stderr[-2000:]}")

@@ -132,12 +132,6 @@ class HyperparamsState(NamedTuple):
     inner_state: Any
 
 
-def _highest_dtype(params):
-    """The widest dtype among the parameters (optax's choice for hyperparameters)."""
-    dtypes = [jnp.asarray(leaf).dtype for leaf in jax.tree_util.tree_leaves(params)]
-    return jnp.result_type(*dtypes) if dtypes else jnp.dtype(jnp.float32)
-
-
 def _as_hyperparam(value, dtype):
     value = jnp.asarray(value)
     return value.astype(dtype) if jnp.issubdtype(value.dtype, jnp.floating) else value
@@ -155,7 +149,7 @@ def inject_hyperparams(factory, initial: dict) -> optax.GradientTransformation:
     numeric = {k: v for k, v in initial.items() if k not in static}
 
     def init(params):
-        dtype = _highest_dtype(params)
+        dtype = optax.tree.dtype(params, "highest")  # as optax.inject_hyperparams
         hp = {k: _as_hyperparam(v, dtype) for k, v in numeric.items()}
         return HyperparamsState(hp, factory(**static, **hp).init(params))
 
