@@ -159,7 +159,10 @@ def fresh_first_epoch(workload: str, method: str, args, samples: int) -> float |
         return None  # a shared cache would make the fresh process warm again
     cmd = [sys.executable, "-m", "benchmarks.compile_breakdown", workload, method, "--json",
            "--epochs", str(args.epochs), "--samples", str(samples)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # This process holds XLA's default 75% of an accelerator's memory: the child gets
+    # a share of the rest (the workloads here peak near 1 GB).
+    env = {**os.environ, "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.15"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         print(f"  fresh-process run of {workload}:{method} failed:\n{out.stderr[-2000:]}")
         return None

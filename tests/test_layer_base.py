@@ -80,3 +80,52 @@ def test_weight_creation_program_is_shared_by_architecture(monkeypatch):
     monkeypatch.setattr(executor, "_INIT_PROGRAMS_MAX", 2)
     weights(build(units=3))
     assert len(executor._INIT_PROGRAMS) == 2
+
+
+def test_accelerator_weights_are_drawn_on_the_host(monkeypatch):
+    """On an accelerator, weights are drawn by a host program (compiled in a fraction of
+    the time) and moved once; the values equal drawing them on the device, and they
+    land uncommitted on the default device. Past the size limit they are drawn where
+    they live."""
+    import jax
+
+    from jaxgraph.lowering import executor
+
+    def build():
+        inp = Input((6,))
+        x = layers.Dense(5)(inp)
+        return Model(inp, layers.BatchNormalization()(x))
+
+    set_random_seed(3)
+    model = build()
+    assert model.variables["params"]  # all weights drawn by one program, as below
+    reference = model.get_weights()
+
+    calls = []
+    real = executor._host_device
+
+    def as_if_gpu(layers_):
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+        try:
+            dev = real(layers_)
+        finally:
+            monkeypatch.undo()
+        calls.append(dev)
+        return dev
+
+    monkeypatch.setattr(executor, "_host_device", as_if_gpu)
+    set_random_seed(3)
+    model = build()
+    values = model.variables["params"]
+    assert calls == [jax.devices("cpu")[0]]
+    leaf = jax.tree_util.tree_leaves(values)[0]
+    assert not leaf.committed and leaf.devices() == {jax.devices()[0]}
+    for got, want in zip(model.get_weights(), reference):
+        np.testing.assert_array_equal(got, want)
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(executor, "HOST_INIT_MAX_ELEMENTS", 10)
+    big = build()
+    assert executor._host_device([layer for layer in big.layers if layer.built]) is None
+    monkeypatch.setattr(executor, "HOST_INIT_MAX_ELEMENTS", 1 << 26)
+    assert executor._host_device(big.layers) == jax.devices("cpu")[0]
