@@ -293,8 +293,7 @@ def fit_ensemble_weights(models_or_predictions, x_val=None, y_val=None,
 
     def value(w):
         mixed = jnp.tensordot(w, stacked, axes=1)
-        per = jnp.asarray(fn(y_true, mixed), jnp.float32)
-        return per.reshape(per.shape[0], -1).mean()
+        return losses_mod.batch_loss(fn, y_true, mixed)
 
     opt = optax.adam(learning_rate)
     n = len(preds)

@@ -135,7 +135,45 @@ def test_class_matches_keras_unreduced(keras, name, kwargs, kind):
     y_true, y_pred = _data(kind)
     ours = getattr(losses, name)(**kwargs)
     ref = getattr(keras.losses, name)(reduction=None, **kwargs)
-    np.testing.assert_allclose(ours(y_true, y_pred), np.asarray(ref(y_true, y_pred)), 1e-5, 1e-5)
+    np.testing.assert_allclose(ours.call(y_true, y_pred), np.asarray(ref(y_true, y_pred)),
+                               1e-5, 1e-5)
+    unreduced = getattr(losses, name)(reduction=None, **kwargs)
+    np.testing.assert_allclose(unreduced(y_true, y_pred), np.asarray(ref(y_true, y_pred)),
+                               1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("name,kwargs,kind", CLASS_CASES)
+def test_class_call_reduces_like_keras(keras, name, kwargs, kind):
+    """Calling a Loss object gives Keras's scalar, with and without sample weights, so a
+    hand-written loop can take jax.grad of it."""
+    y_true, y_pred = _data(kind)
+    sw = RNG.random(B).astype(np.float32)
+    for reduction in ("sum_over_batch_size", "sum", "mean_with_sample_weight"):
+        ours = getattr(losses, name)(reduction=reduction, **kwargs)
+        ref = getattr(keras.losses, name)(reduction=reduction, **kwargs)
+        for w in (None, sw):
+            got = ours(y_true, y_pred, sample_weight=w)
+            assert np.shape(got) == ()
+            np.testing.assert_allclose(got, np.asarray(ref(y_true, y_pred, sample_weight=w)),
+                                       1e-5, 1e-5, err_msg=f"{reduction}, weights {w is not None}")
+    grad = jax.grad(lambda p: getattr(losses, name)(**kwargs)(y_true, p))(jnp.asarray(y_pred))
+    assert grad.shape == y_pred.shape and np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight",
+                                       "none"])
+@pytest.mark.parametrize("label_shape", [(B,), (B, 4)])
+def test_ignore_class_leaves_labels_out_of_the_mean(keras, reduction, label_shape):
+    """Keras masks ignored labels: the mean is over the others (per token for sequences)."""
+    labels = RNG.integers(0, C, label_shape)
+    labels[0] = 0
+    y_pred = _probs(label_shape + (C,))
+    sw = RNG.random(B).astype(np.float32)
+    ours = losses.SparseCategoricalCrossentropy(ignore_class=0, reduction=reduction)
+    ref = keras.losses.SparseCategoricalCrossentropy(ignore_class=0, reduction=reduction)
+    for w in (None, sw) if len(label_shape) == 1 else (None,):
+        np.testing.assert_allclose(ours(labels, y_pred, sample_weight=w),
+                                   np.asarray(ref(labels, y_pred, sample_weight=w)), 1e-5, 1e-6)
 
 
 def test_binary_labels_meet_single_unit_output_like_compile(keras):
@@ -218,7 +256,8 @@ def test_functions_and_customs_serialize():
     clone = losses.get(losses.serialize(wrapped))
     y_true, y_pred = _data("regression")
     expected = 3.0 * losses.mean_absolute_error(y_true, y_pred)
-    np.testing.assert_allclose(clone(y_true, y_pred), expected, rtol=1e-6)
+    np.testing.assert_allclose(clone.call(y_true, y_pred), expected, rtol=1e-6)
+    np.testing.assert_allclose(clone(y_true, y_pred), np.mean(expected), rtol=1e-6)
     with pytest.raises(TypeError, match="register"):
         losses.serialize(lambda a, b: a - b)
     with pytest.raises(ValueError, match="built-in"):
@@ -236,7 +275,10 @@ def test_keras_style_subclass_with_call():
 
     y_true, y_pred = _data("regression")
     loss = ScaledMSE(3.0)
-    np.testing.assert_allclose(loss(y_true, y_pred), 3 * losses.mse(y_true, y_pred), rtol=1e-6)
+    np.testing.assert_allclose(loss.call(y_true, y_pred), 3 * losses.mse(y_true, y_pred),
+                               rtol=1e-6)
+    np.testing.assert_allclose(loss(y_true, y_pred), 3 * np.mean(losses.mse(y_true, y_pred)),
+                               rtol=1e-6)
     assert losses.unwrap(loss) == (loss, {})
     losses.validate(loss, (8, 4), (None, 4), "out")
     with pytest.raises(ValueError, match="out"):
@@ -280,3 +322,33 @@ def test_validate_rejects_with_clear_message(loss, y_true, y_pred, needle):
     message = str(err.value)
     assert "main_output" in message and needle in message
     assert str(y_pred[-1]) in message
+
+
+@pytest.mark.parametrize("case", ["ignore_class", "ignore_class_sequence", "sum", "mean_sw"])
+def test_compiled_loss_reduction_matches_keras_evaluate(keras, case):
+    """evaluate() reports what Keras's does for a Loss object's reduction and mask, with a
+    partial last batch (7 rows in batches of 3) and sample weights."""
+    import jaxgraph
+
+    rng = np.random.default_rng(5)
+    seq = case == "ignore_class_sequence"
+    x = rng.normal(size=(7, 5, 3) if seq else (7, 3)).astype(np.float32)
+    y = rng.integers(0, 3, (7, 5) if seq else (7,))
+    y.flat[::3] = 0
+    sw = None if seq else rng.random(7).astype(np.float32)
+    kernel = rng.normal(size=(3, 3)).astype(np.float32)
+    bias = rng.normal(size=3).astype(np.float32)
+    if case.startswith("ignore_class"):
+        kwargs = {"ignore_class": 0}
+    else:
+        kwargs = {"reduction": "sum" if case == "sum" else "mean_with_sample_weight"}
+
+    def run(lib):
+        inp = lib.Input(x.shape[1:])
+        dense = lib.layers.Dense(3, activation="softmax")
+        model = lib.Model(inp, dense(inp))
+        dense.set_weights([kernel, bias])  # the same, non-uniform, predictions in both
+        model.compile(loss=lib.losses.SparseCategoricalCrossentropy(**kwargs))
+        return model.evaluate(x, y, sample_weight=sw, batch_size=3, verbose=0)
+
+    np.testing.assert_allclose(run(jaxgraph), run(keras), rtol=1e-5)

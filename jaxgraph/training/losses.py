@@ -234,10 +234,73 @@ def _bind_arguments(owner, params, args, kwargs):
     return {key: bound.get(key, default) for key, default in params}
 
 
-class Loss:
-    """A configured loss: `loss(y_true, y_pred)` returns per-sample values.
+def reduce_loss(values, sample_weight=None, mask=None, reduction="sum_over_batch_size",
+                valid=None):
+    """One batch's loss from per-sample (or per-element) values, as Keras reduces it.
 
-    `reduction` is recorded for the trainer (which owns the batch reduction).
+    `values` is (batch, ...). `sample_weight` and `valid` (the rows of a padded last batch
+    that exist) are per row; `mask` has the shape of `values` (ignore_class) and leaves out
+    its zeros as Keras's loss masks do: "sum_over_batch_size" and "mean" divide by the
+    count of unmasked elements, "mean_with_sample_weight" by the weights' sum, "sum" not
+    at all. "none"/None keep the values (weighted) in `Loss.__call__`; `fit` then takes
+    their mean, as Keras's compiled loss does."""
+    values = jnp.asarray(values)
+    if not jnp.issubdtype(values.dtype, jnp.floating):
+        values = values.astype(jnp.float32)
+    if values.ndim == 0:
+        raise ValueError("A loss function must return one value per sample, got a scalar")
+    n = values.shape[0]
+    flat = values.reshape(n, -1)
+    rows = None
+    if sample_weight is not None:
+        rows = jnp.asarray(sample_weight, flat.dtype).reshape(n)
+    if valid is not None:
+        live = jnp.asarray(valid, flat.dtype).reshape(n)
+        rows = live if rows is None else rows * live
+    weights = None if rows is None else rows[:, None]  # (n, 1): broadcasts over elements
+    if mask is not None:
+        m = jnp.broadcast_to(jnp.asarray(mask, flat.dtype).reshape(n, -1), flat.shape)
+        weights = m if weights is None else weights * m
+    weighted = flat if weights is None else flat * weights
+    if reduction in ("none", None):
+        return weighted.reshape(values.shape)
+    total = jnp.sum(weighted)
+    if reduction == "sum":
+        return total
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        divisor = jnp.sum(weights) if mask is not None else jnp.sum(rows)
+    else:  # the number of elements that count: unmasked ones in existing rows
+        counted = jnp.ones_like(flat)
+        if valid is not None:
+            counted = counted * jnp.asarray(valid, flat.dtype).reshape(n, 1)
+        if mask is not None:
+            counted = counted * m
+        divisor = jnp.sum(counted)
+    return jnp.where(divisor > 0, total / jnp.where(divisor > 0, divisor, 1.0), 0.0)
+
+
+def batch_loss(loss, y_true, y_pred, sample_weight=None, valid=None):
+    """One batch's value of a compiled loss: a `Loss` object by its own `reduction` and
+    `mask` (Keras's compiled loss calls the object), a plain per-sample function by the
+    mean over existing rows and any other axis. "none" becomes that mean too, as in
+    Keras's compiled loss."""
+    if isinstance(loss, Loss):
+        values = jnp.asarray(loss.call(y_true, y_pred), jnp.float32)
+        mask, reduction = loss.mask(y_true, y_pred), loss.reduction
+    else:
+        values, mask, reduction = jnp.asarray(loss(y_true, y_pred), jnp.float32), None, None
+    if reduction in ("none", None):
+        reduction = "sum_over_batch_size"
+    return reduce_loss(values, sample_weight, mask, reduction, valid)
+
+
+class Loss:
+    """A configured loss, Keras's way.
+
+    `loss.call(y_true, y_pred)` returns per-sample values (subclasses override it);
+    `loss(y_true, y_pred, sample_weight=None)` reduces them by `reduction`, leaving out
+    what `mask()` masks, so `jax.grad` can differentiate it directly. `fit` calls `call`
+    and reduces each batch the same way.
     """
 
     _fn = None
@@ -271,8 +334,13 @@ class Loss:
         """Keras-style subclasses override this with their own per-sample loss."""
         return self.fn(y_true, y_pred, **self.kwargs)
 
-    def __call__(self, y_true, y_pred):
-        return self.call(y_true, y_pred)
+    def mask(self, y_true, y_pred):
+        """Which of call()'s values count (broadcastable to them), or None for all."""
+        return None
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return reduce_loss(self.call(y_true, y_pred), sample_weight,
+                           self.mask(y_true, y_pred), self.reduction)
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, **self.kwargs}
@@ -358,12 +426,23 @@ CategoricalHinge = _loss_class("CategoricalHinge", categorical_hinge, (), "categ
 CategoricalCrossentropy = _loss_class(
     "CategoricalCrossentropy", categorical_crossentropy, _CE, "categorical_crossentropy"
 )
-SparseCategoricalCrossentropy = _loss_class(
-    "SparseCategoricalCrossentropy",
-    sparse_categorical_crossentropy,
-    (("from_logits", False), ("ignore_class", None), ("axis", -1)),
-    "sparse_categorical_crossentropy",
-)
+class SparseCategoricalCrossentropy(_loss_class(
+        "SparseCategoricalCrossentropy",
+        sparse_categorical_crossentropy,
+        (("from_logits", False), ("ignore_class", None), ("axis", -1)),
+        "sparse_categorical_crossentropy")):
+    """Keras's `SparseCategoricalCrossentropy`: integer labels; `ignore_class` (e.g. a
+    padding token) leaves those labels out of the loss and of its mean."""
+
+    def mask(self, y_true, y_pred):
+        """Labels equal to `ignore_class` count neither in the sum nor in the mean."""
+        ignore = self.kwargs["ignore_class"]
+        if ignore is None:
+            return None
+        labels = jnp.asarray(y_true)
+        if labels.ndim == jnp.ndim(y_pred) and labels.shape[self.kwargs["axis"]] == 1:
+            labels = jnp.squeeze(labels, self.kwargs["axis"])
+        return labels.astype(jnp.int32) != ignore
 BinaryCrossentropy = _loss_class(
     "BinaryCrossentropy", binary_crossentropy, _CE, "binary_crossentropy"
 )
@@ -585,6 +664,7 @@ def _validate_custom(loss_fn, true_shape, pred_shape, y_true_dtype, where):
     y_true = jax.ShapeDtypeStruct(concrete(true_shape), y_true_dtype or jnp.float32)
     y_pred = jax.ShapeDtypeStruct(concrete(pred_shape), jnp.float32)
     try:
-        jax.eval_shape(loss_fn, y_true, y_pred)
+        # As fit computes it, so a loss returning a scalar is caught here, not in a trace.
+        jax.eval_shape(functools.partial(batch_loss, get(loss_fn)), y_true, y_pred)
     except Exception as err:  # any tracing failure means the loss cannot run on these shapes
         raise ValueError(f"{where}: {type(err).__name__}: {err}") from err

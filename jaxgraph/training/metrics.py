@@ -127,7 +127,8 @@ class MeanMetricWrapper(_MeanMetric):
 
     @property
     def fn(self):
-        return self._wrapped
+        # A Loss object's own call() gives the per-sample values (calling it reduces).
+        return self._wrapped.call if isinstance(self._wrapped, _losses.Loss) else self._wrapped
 
     def get_config(self):
         return {"fn": _serialize_function(self._wrapped), **super().get_config()}

@@ -17,6 +17,7 @@ import optax
 
 from ..lowering import constraints as model_constraints
 from ..lowering import regularization_loss, run_model, trainable_mask
+from . import losses as losses_mod
 from .objective import Objective
 
 
@@ -55,14 +56,6 @@ def merge_params(train: dict, frozen: dict) -> dict:
     return unflatten_dict(flat)
 
 
-def _reduce_per_sample(loss):
-    """Mean over everything but the batch axis (Keras reduces sequence losses so)."""
-    loss = jnp.asarray(loss, jnp.float32)
-    if loss.ndim == 0:
-        raise ValueError("A loss function must return one value per sample, got a scalar")
-    return loss.reshape(loss.shape[0], -1).mean(axis=1)
-
-
 def _combine(sw, valid):
     """Per-row weights from sample weights and the padding mask; None when all are 1."""
     if sw is None:
@@ -72,12 +65,6 @@ def _combine(sw, valid):
 
 def _chunk(a, c):
     return None if a is None else jax.lax.dynamic_index_in_dim(a, c, keepdims=False)
-
-
-def _live_rows(valid, batch: int):
-    if valid is None:
-        return float(batch)
-    return jnp.maximum(valid.sum(), 1.0)
 
 
 class Steps:
@@ -158,11 +145,7 @@ class Steps:
             pred = flat_out[i]
             if jnp.issubdtype(pred.dtype, jnp.floating):
                 pred = pred.astype(jnp.float32)
-            per_sample = _reduce_per_sample(fn(y[i], pred))
-            w = _combine(sw[i], valid)
-            if w is not None:
-                per_sample = per_sample * w
-            value = jnp.sum(per_sample) / _live_rows(valid, per_sample.shape[0])
+            value = losses_mod.batch_loss(fn, y[i], pred, sw[i], valid)
             per_output.append(value)
             total = total + loss_weights[i] * value
         if training:
