@@ -168,10 +168,10 @@ def test_ignore_class_leaves_labels_out_of_the_mean(keras, reduction, label_shap
     labels = RNG.integers(0, C, label_shape)
     labels[0] = 0
     y_pred = _probs(label_shape + (C,))
-    sw = RNG.random(B).astype(np.float32)
+    sw = RNG.random(label_shape).astype(np.float32)  # per token for sequences
     ours = losses.SparseCategoricalCrossentropy(ignore_class=0, reduction=reduction)
     ref = keras.losses.SparseCategoricalCrossentropy(ignore_class=0, reduction=reduction)
-    for w in (None, sw) if len(label_shape) == 1 else (None,):
+    for w in (None, sw):
         np.testing.assert_allclose(ours(labels, y_pred, sample_weight=w),
                                    np.asarray(ref(labels, y_pred, sample_weight=w)), 1e-5, 1e-6)
 

@@ -251,13 +251,13 @@ def reduce_loss(values, sample_weight=None, mask=None, reduction="sum_over_batch
         raise ValueError("A loss function must return one value per sample, got a scalar")
     n = values.shape[0]
     flat = values.reshape(n, -1)
-    rows = None
+    rows = None  # (n, 1) per row, or (n, elements) per element (temporal weights)
     if sample_weight is not None:
-        rows = jnp.asarray(sample_weight, flat.dtype).reshape(n)
+        rows = jnp.asarray(sample_weight, flat.dtype).reshape(n, -1)
     if valid is not None:
-        live = jnp.asarray(valid, flat.dtype).reshape(n)
+        live = jnp.asarray(valid, flat.dtype).reshape(n, 1)
         rows = live if rows is None else rows * live
-    weights = None if rows is None else rows[:, None]  # (n, 1): broadcasts over elements
+    weights = rows
     if mask is not None:
         m = jnp.broadcast_to(jnp.asarray(mask, flat.dtype).reshape(n, -1), flat.shape)
         weights = m if weights is None else weights * m
@@ -426,6 +426,8 @@ CategoricalHinge = _loss_class("CategoricalHinge", categorical_hinge, (), "categ
 CategoricalCrossentropy = _loss_class(
     "CategoricalCrossentropy", categorical_crossentropy, _CE, "categorical_crossentropy"
 )
+
+
 class SparseCategoricalCrossentropy(_loss_class(
         "SparseCategoricalCrossentropy",
         sparse_categorical_crossentropy,
@@ -443,6 +445,8 @@ class SparseCategoricalCrossentropy(_loss_class(
         if labels.ndim == jnp.ndim(y_pred) and labels.shape[self.kwargs["axis"]] == 1:
             labels = jnp.squeeze(labels, self.kwargs["axis"])
         return labels.astype(jnp.int32) != ignore
+
+
 BinaryCrossentropy = _loss_class(
     "BinaryCrossentropy", binary_crossentropy, _CE, "binary_crossentropy"
 )
