@@ -126,15 +126,20 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     return -jnp.sum(y_true * jnp.log(_normalized_probs(y_pred, axis)), axis=axis)
 
 
+def _sparse_labels(y_true, y_pred, axis):
+    """Integer labels without the class axis (a size-1 one is squeezed away)."""
+    labels = jnp.asarray(y_true)
+    if labels.ndim == jnp.ndim(y_pred) and labels.shape[axis] == 1:
+        labels = jnp.squeeze(labels, axis)
+    return labels.astype(jnp.int32)
+
+
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1):
     """Integer labels shaped like y_pred without its class axis (or with it as size 1)."""
     y_pred = jnp.asarray(y_pred)
     if not jnp.issubdtype(y_pred.dtype, jnp.floating):
         y_pred = y_pred.astype(jnp.float32)
-    labels = jnp.asarray(y_true)
-    if labels.ndim == y_pred.ndim and labels.shape[axis] == 1:
-        labels = jnp.squeeze(labels, axis)
-    labels = labels.astype(jnp.int32)
+    labels = _sparse_labels(y_true, y_pred, axis)
     valid = None
     if ignore_class is not None:
         valid = labels != ignore_class
@@ -441,10 +446,7 @@ class SparseCategoricalCrossentropy(_loss_class(
         ignore = self.kwargs["ignore_class"]
         if ignore is None:
             return None
-        labels = jnp.asarray(y_true)
-        if labels.ndim == jnp.ndim(y_pred) and labels.shape[self.kwargs["axis"]] == 1:
-            labels = jnp.squeeze(labels, self.kwargs["axis"])
-        return labels.astype(jnp.int32) != ignore
+        return _sparse_labels(y_true, y_pred, self.kwargs["axis"]) != ignore
 
 
 BinaryCrossentropy = _loss_class(
