@@ -419,8 +419,11 @@ def _prepare_inputs(model: Functional, inputs) -> list:
     return out
 
 
-def run_model(model: Functional, variables: dict, inputs, *, training=False, rng=None):
-    """`(outputs, new_state, extra_losses)`: apply plus the layers' added losses."""
+def run_model(model: Functional, variables: dict, inputs, *, training=False, rng=None,
+              with_masks=False):
+    """`(outputs, new_state, extra_losses)`: apply plus the layers' added losses; with
+    `with_masks`, also each output's propagated mask (None where it has none), in
+    `model.output_names` order, for the losses and metrics that honour them."""
     _, paths = layout(model)
     if not isinstance(variables, dict) or "params" not in variables:
         raise ValueError("variables must be a dict {'params': ..., 'state': ...}, from init()")
@@ -435,7 +438,11 @@ def run_model(model: Functional, variables: dict, inputs, *, training=False, rng
     outputs = model._output_struct.pack([v for v, _ in results])
     losses = list(added) + run.activity
     extra = sum(losses[1:], losses[0]) if losses else jnp.zeros((), jnp.float32)
-    return outputs, run.state, extra
+    if not with_masks:
+        return outputs, run.state, extra
+    struct = model._output_struct
+    masks = struct.unpack(struct.pack([m for _, m in results]), model.output_names, "outputs")
+    return outputs, run.state, extra, masks
 
 
 def apply_model(model: Functional, variables: dict, inputs, training=False, rng=None):

@@ -118,7 +118,8 @@ def sample_count(named_arrays: list[tuple[str, np.ndarray]]) -> int:
 
 
 def sample_weights(model, sample_weight, class_weight, ys, n) -> list[np.ndarray | None]:
-    """One (n,) weight vector per output, combining sample_weight and class_weight.
+    """One weight array per output, combining sample_weight and class_weight: (n,) per
+    sample, or (n, steps, ...) per element of a sequence output, as Keras takes them.
 
     An output with neither gets None, not ones: the compiled step then has no weight
     array to stage, gather and multiply by."""
@@ -140,9 +141,9 @@ def sample_weights(model, sample_weight, class_weight, ys, n) -> list[np.ndarray
         w = np.asarray(sample_weight, np.float32)
         per = [w for _ in names]
     for name, w in zip(names, per):
-        if w is not None and w.shape != (n,):
-            raise ValueError(f"sample_weight for output {name!r} must have shape ({n},), "
-                             f"got {w.shape}")
+        if w is not None and (w.ndim == 0 or w.shape[0] != n):
+            raise ValueError(f"sample_weight for output {name!r} must have {n} rows: shape "
+                             f"({n},) per sample, or ({n}, steps) per step; got {w.shape}")
     if class_weight:
         if len(names) > 1 and not isinstance(class_weight, dict):
             raise ValueError("class_weight must be a dict {class: weight}")
@@ -160,7 +161,10 @@ def sample_weights(model, sample_weight, class_weight, ys, n) -> list[np.ndarray
             table = np.ones(int(max(max(cw), labels.max(initial=0))) + 1, np.float32)
             for cls, weight in cw.items():
                 table[int(cls)] = weight
-            per[i] = table[labels] if per[i] is None else per[i] * table[labels]
+            by_class = table[labels]
+            if per[i] is not None:
+                by_class = per[i] * by_class.reshape((-1,) + (1,) * (per[i].ndim - 1))
+            per[i] = by_class
     return per
 
 

@@ -284,16 +284,41 @@ def reduce_loss(values, sample_weight=None, mask=None, reduction="sum_over_batch
     return jnp.where(divisor > 0, total / jnp.where(divisor > 0, divisor, 1.0), 0.0)
 
 
-def batch_loss(loss, y_true, y_pred, sample_weight=None, valid=None):
+def mask_for(values, mask, owner="A loss"):
+    """`mask` (an output's propagated mask, say (batch, steps)) aligned to `values`:
+    a trailing axis of 1 is squeezed or added as Keras does, then it must broadcast."""
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    values_shape = tuple(jnp.shape(values))
+    if mask.ndim == len(values_shape) + 1 and mask.shape[-1] == 1:
+        mask = jnp.squeeze(mask, -1)
+    elif len(values_shape) == mask.ndim + 1 and values_shape[-1] == 1:
+        mask = mask[..., None]
+    try:
+        fits = jnp.broadcast_shapes(mask.shape, values_shape) == values_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{owner}: the predictions' mask has shape {tuple(mask.shape)}, "
+                         f"which does not fit the loss values of shape {values_shape}")
+    return mask.astype(bool)
+
+
+def batch_loss(loss, y_true, y_pred, sample_weight=None, valid=None, mask=None, output=None):
     """One batch's value of a compiled loss: a `Loss` object by its own `reduction` and
     `mask` (Keras's compiled loss calls the object), a plain per-sample function by the
     mean over existing rows and any other axis. "none" becomes that mean too, as in
-    Keras's compiled loss."""
+    Keras's compiled loss. `mask` is the prediction's own (an `Embedding(mask_zero=True)`
+    propagated to the output): masked steps count neither in the sum nor in the mean."""
     if isinstance(loss, Loss):
         values = jnp.asarray(loss.call(y_true, y_pred), jnp.float32)
-        mask, reduction = loss.mask(y_true, y_pred), loss.reduction
+        own, reduction = loss.mask(y_true, y_pred), loss.reduction
     else:
-        values, mask, reduction = jnp.asarray(loss(y_true, y_pred), jnp.float32), None, None
+        values, own, reduction = jnp.asarray(loss(y_true, y_pred), jnp.float32), None, None
+    mask = mask_for(values, mask, "A loss" if output is None else f"Output {output!r}")
+    if own is not None:
+        mask = own if mask is None else mask & jnp.broadcast_to(own, values.shape)
     if reduction in ("none", None):
         reduction = "sum_over_batch_size"
     return reduce_loss(values, sample_weight, mask, reduction, valid)

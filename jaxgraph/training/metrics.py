@@ -27,6 +27,9 @@ class Metric:
     _params = ()
     _default_name = "metric"
     direction = None  # 'up' or 'down': which way is better, for monitors in mode='auto'.
+    # Whether an output's propagated mask (Embedding(mask_zero=True)) weights the update,
+    # as Keras's mean metrics do; its confusion-matrix metrics ignore masks.
+    uses_output_mask = False
 
     def __init__(self, *args, **kwargs):
         params = tuple(self._params) + (("name", None),)
@@ -67,6 +70,19 @@ class Metric:
         return f"{type(self).__name__}(name={self.name!r}, {self.kwargs})"
 
 
+def masked_weights(sample_weight, mask):
+    """Per-row or per-step weights times an output's mask, broadcast to the larger rank."""
+    m = jnp.asarray(mask, jnp.float32)
+    if sample_weight is None:
+        return m
+    w = jnp.asarray(sample_weight, jnp.float32)
+    if w.ndim < m.ndim:
+        w = w.reshape(w.shape + (1,) * (m.ndim - w.ndim))
+    elif m.ndim < w.ndim:
+        m = m.reshape(m.shape + (1,) * (w.ndim - m.ndim))
+    return w * m
+
+
 def _sample_weights(sample_weight, batch):
     if sample_weight is None:
         return jnp.ones((batch,), jnp.float32)
@@ -97,6 +113,7 @@ class _MeanMetric(Metric):
 
     _fn = None
     direction = "down"
+    uses_output_mask = True
 
     @property
     def fn(self):
@@ -292,6 +309,7 @@ class RootMeanSquaredError(_MeanMetric):
 
     _fn = staticmethod(_squared_error)
     _default_name = "root_mean_squared_error"
+    uses_output_mask = False  # Keras's RMSE is a plain Mean of the squared errors
 
     def result(self, state):
         return jnp.sqrt(super().result(state))

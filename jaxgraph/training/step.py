@@ -18,6 +18,7 @@ import optax
 from ..lowering import constraints as model_constraints
 from ..lowering import regularization_loss, run_model, trainable_mask
 from . import losses as losses_mod
+from . import metrics as metrics_mod
 from .objective import Objective
 
 
@@ -132,9 +133,11 @@ class Steps:
     def losses(self, params, mstate, x, y, sw, valid, rng, training, loss_weights):
         """Total and per-output losses. `sw[i]` and `valid` may be None (no weighting, no
         padded rows): the program then carries no weight arrays at all."""
-        outputs, new_state, extra = run_model(
-            self.model, {"params": params, "state": mstate}, x, training=training, rng=rng)
-        flat_out = self.model._output_struct.unpack(outputs, self.model.output_names, "outputs") \
+        outputs, new_state, extra, masks = run_model(
+            self.model, {"params": params, "state": mstate}, x, training=training, rng=rng,
+            with_masks=True)
+        names = self.model.output_names
+        flat_out = self.model._output_struct.unpack(outputs, names, "outputs") \
             if isinstance(outputs, (dict, list)) else [outputs]
         per_output = []
         total = jnp.zeros((), jnp.float32)
@@ -145,15 +148,18 @@ class Steps:
             pred = flat_out[i]
             if jnp.issubdtype(pred.dtype, jnp.floating):
                 pred = pred.astype(jnp.float32)
-            value = losses_mod.batch_loss(fn, y[i], pred, sw[i], valid)
+            value = losses_mod.batch_loss(fn, y[i], pred, sw[i], valid, mask=masks[i],
+                                          output=names[i])
             per_output.append(value)
             total = total + loss_weights[i] * value
         if training:
             total = total + regularization_loss(self.model, params, mstate)
             total = total + extra
-        return total, per_output, flat_out, new_state
+        return total, per_output, (flat_out, masks), new_state
 
-    def update_metrics(self, ms, total, per_output, y, flat_out, sw, valid):
+    def update_metrics(self, ms, total, per_output, y, outs, sw, valid):
+        """`outs` is (outputs, their masks) in output order, as `losses` returns them."""
+        flat_out, masks = outs
         ms = dict(ms)
         batch = next((o.shape[0] for o in flat_out if o is not None and o.ndim), 1)
         n_valid = jnp.asarray(batch, jnp.float32) if valid is None else valid.sum()
@@ -167,6 +173,8 @@ class Steps:
             if y[i] is None:
                 continue
             weight = _combine(sw[i], valid) if weighted else valid
+            if masks[i] is not None and metric.uses_output_mask:
+                weight = metrics_mod.masked_weights(weight, masks[i])
             pred = flat_out[i]
             if jnp.issubdtype(pred.dtype, jnp.floating):
                 pred = pred.astype(jnp.float32)
@@ -182,16 +190,16 @@ class Steps:
 
         def objective(train):
             params = merge_params(train, ts["frozen"])
-            total, per, flat_out, new_state = self.losses(
+            total, per, outs, new_state = self.losses(
                 params, ts["mstate"], x, y, sw, valid, rng, True, ts["loss_weights"])
-            return total, (per, flat_out, new_state)
+            return total, (per, outs, new_state)
 
-        (total, (per, flat_out, new_state)), grads = jax.value_and_grad(
+        (total, (per, outs, new_state)), grads = jax.value_and_grad(
             objective, has_aux=True)(ts["train"])
         updates, opt = self.tx.update(grads, ts["opt"], ts["train"])
         train = optax.apply_updates(ts["train"], updates)
         train = self._constrain(train)
-        metrics = self.update_metrics(ts["metrics"], total, per, y, flat_out, sw, valid)
+        metrics = self.update_metrics(ts["metrics"], total, per, y, outs, sw, valid)
         return {**ts, "train": train, "opt": opt, "mstate": new_state, "step": ts["step"] + 1,
                 "metrics": metrics}
 
@@ -207,10 +215,10 @@ class Steps:
 
     def eval_step(self, ms: dict, params, mstate, x, y, sw, valid) -> dict:
         self.trace_counts["eval_step"] += 1
-        total, per, flat_out, _ = self.losses(
+        total, per, outs, _ = self.losses(
             params, mstate, x, y, sw, valid, None, False,
             jnp.asarray(self.objective.loss_weights))
-        return self.update_metrics(ms, total, per, y, flat_out, sw, valid)
+        return self.update_metrics(ms, total, per, y, outs, sw, valid)
 
     def predict_step(self, params, mstate, x):
         self.trace_counts["predict_step"] += 1

@@ -220,9 +220,9 @@ class _Engine:
 
             def one(ms, i, v):
                 x, y, sw = steps.gather(data, i)
-                total, per, flat_out, _ = steps.losses(params, mstate, x, y, sw, v, None, False,
+                total, per, outs, _ = steps.losses(params, mstate, x, y, sw, v, None, False,
                                                        lw)
-                return steps.update_metrics(ms, total, per, y, flat_out, sw, v)
+                return steps.update_metrics(ms, total, per, y, outs, sw, v)
 
             if idx.shape[0] == 1:
                 return one(ms, idx[0], None if valid is None else valid[0])
