@@ -368,6 +368,16 @@ def test_population_varies_dropout_rates_in_one_program():
               for i in (1, 2)]
     assert not np.allclose(kernel[0], kernel[1], atol=1e-4)
     assert "/overrides" not in pop.variables["state"]  # the rates live in pop.hyperparameters
+    # get_model(i) is member i's own build: its rate and learning rate, its weights.
+    for i, row in enumerate(settings):
+        member = pop.get_model(i)
+        drop = [layer for layer in member.layers if isinstance(layer, layers.Dropout)][0]
+        assert drop.rate == row["dropout"]
+        np.testing.assert_allclose(float(member.optimizer.learning_rate), row["lr"], rtol=1e-6)
+        np.testing.assert_allclose(member.predict(x[:5], verbose=0),
+                                   pop.model.apply(pop.member_variables(i), x[:5])[0],
+                                   rtol=1e-5, atol=1e-6)
+    assert pop.get_model(1) is not pop.get_model(2)
 
 
 def test_population_of_builds_rejects_what_changes_the_program():

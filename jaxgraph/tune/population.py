@@ -280,13 +280,17 @@ class _Engine:
 class Population:
     """What `train_population` returns: per-member histories, variables and results."""
 
-    def __init__(self, model, hyperparameters, histories, variables, seconds, trace_counts):
+    def __init__(self, model, hyperparameters, histories, variables, seconds, trace_counts,
+                 member_models=None):
         self.model = model
         self.hyperparameters = hyperparameters
         self.histories = histories
         self.variables = variables  # stacked: every leaf has a leading member axis
         self.seconds = seconds
         self.trace_counts = trace_counts
+        # build_fn(hp) populations: each member's own compiled model (its rates, optimizer
+        # and loss weights), built and checked anyway; None when only the weights differ.
+        self._member_models = member_models
 
     def __len__(self):
         return len(self.histories)
@@ -328,9 +332,17 @@ class Population:
                  "epochs": len(self.histories[i]["loss"])} for i in range(len(self))]
 
     def get_model(self, i: int):
-        """The population's (shared) model holding member i's weights."""
-        self.model.variables = self.member_variables(i)
-        return self.model
+        """Member i's model holding its trained weights, ready to predict, save or `fit`
+        on. With a `build_fn(hp)` it is member i's own build, so its dropout rates,
+        optimizer and loss weights are member i's (the optimizer state starts afresh);
+        otherwise the members share one model and `get_model(i)` loads member i into it."""
+        variables = self.member_variables(i)
+        if self._member_models is None:
+            self.model.variables = variables
+            return self.model
+        target = self._member_models[i]
+        target.variables = _renamed(self.model, target, variables)
+        return target
 
     def __repr__(self):
         return f"<Population of {len(self)} members of {self.model.name!r}>"
@@ -427,6 +439,22 @@ def _takes_hp(build_fn) -> bool:
         return False
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return sum(p.kind in positional and p.default is p.empty for p in params) == 1
+
+
+def _renamed(source, target, variables: dict) -> dict:
+    """`source`'s variables keyed by `target`'s layer paths: members are one program (as
+    `_signature` checked) whose layers may carry other automatic names."""
+    from ..lowering.executor import _get_in, _set_in, layout
+
+    out: dict = {"params": {}, "state": {}}
+    for (_, src), (_, dst) in zip(layout(source)[0], layout(target)[0]):
+        for part in out:
+            try:
+                value = _get_in(variables[part], src, part)
+            except KeyError:  # the layer has nothing in this part (no state, say)
+                continue
+            _set_in(out[part], dst, value)
+    return out
 
 
 def _leaf_layers(model) -> list:
@@ -576,7 +604,7 @@ def _built_settings(build_fn, rows):
                     f"{names[layer.name]} layers of model {model.name!r} are called "
                     f"{layer.name!r}; give them distinct names")
             settings.overrides.setdefault(layer.name, {})[attr] = values
-    return model, trainer, settings
+    return model, trainer, settings, [m for m, _ in members]
 
 
 def _explain(build_fn, rows, i, reference, other):
@@ -624,15 +652,16 @@ def train_population(build_fn, hyperparameters, x, y, epochs=1, batch_size=None,
     build_fn()` (or `build_fn(HyperParameters(values=row i))`) `; model.fit(...)`
     computes with its settings (up to the summation order of batched matmuls).
 
-    The returned `Population`'s `get_model(i)` is member 0's model holding member i's
-    weights: fine for inference; its layers keep member 0's rates and optimizer.
+    The returned `Population`'s `get_model(i)` is member i's model with its trained
+    weights; with a `build_fn(hp)`, member i's own build (its rates and optimizer).
     """
     if seed is not None:
         jg_random.set_random_seed(seed)
     rows = _rows(hyperparameters)
     _check_loop(rows)
+    member_models = None
     if _takes_hp(build_fn):
-        model, trainer, settings = _built_settings(build_fn, rows)
+        model, trainer, settings, member_models = _built_settings(build_fn, rows)
     else:
         model, trainer = _resolve_model(build_fn)
         settings = None
@@ -657,7 +686,7 @@ def train_population(build_fn, hyperparameters, x, y, epochs=1, batch_size=None,
     final["state"] = {name: v for name, v in final["state"].items() if name != OVERRIDES}
     final = jax.block_until_ready(final)
     return Population(model, rows, histories, final, time.perf_counter() - start,
-                      +traces)
+                      +traces, member_models)
 
 
 def train_members(model, trainer, n_members: int, keys, x, y, epochs, batch_size, shuffle,
