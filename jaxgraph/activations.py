@@ -7,6 +7,8 @@ A function's ``__name__`` is its serialized name, as in Keras layer configs.
 import jax
 import jax.numpy as jnp
 
+from ._registry import Registry
+
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """Keras's generalized relu: x above ``threshold`` (capped at ``max_value``), else a
@@ -142,77 +144,25 @@ def glu(x, axis=-1):
 swish = silu
 hard_swish = hard_silu
 
-_OBJECTS = {}
-_BUILTIN = set()
-
-
-def register(name, obj=None):
-    """Make ``get(name)`` resolve to ``obj`` (a function, or a class with get_config)."""
-    if obj is None:
-        return lambda o: register(name, o)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register needs a non-empty string name, got {name!r}")
-    if not callable(obj):
-        raise TypeError(f"register({name!r}, ...) needs a callable, got {obj!r}")
-    if name in _BUILTIN and _OBJECTS[name] is not obj:
-        raise ValueError(f"{name!r} is a built-in activation name; pick another")
-    _OBJECTS[name] = obj
-    return obj
-
-
-def _lookup(name):
-    if name not in _OBJECTS:
-        raise ValueError(f"Unknown activation {name!r}. Accepted: {', '.join(sorted(_OBJECTS))}")
-    return _OBJECTS[name]
+_REGISTRY = Registry("activation", "jaxgraph.activations")
+register = _REGISTRY.register
+serialize = _REGISTRY.serialize
 
 
 def get(identifier):
     """Resolve None (linear), a name, a config dict, a class or a callable."""
     if identifier is None:
         return linear
-    if isinstance(identifier, str):
-        identifier = _lookup(identifier)
-    elif isinstance(identifier, dict):
-        name, config = identifier.get("class_name"), identifier.get("config")
-        if name is None:
-            raise ValueError(f"Activation config needs a 'class_name' key, got {identifier!r}")
-        if name == "function" and isinstance(config, str):  # Keras 3's form for functions
-            return _lookup(config)
-        obj = _lookup(name)
-        return obj.from_config(config or {}) if isinstance(obj, type) else obj
-    if isinstance(identifier, type):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"Could not interpret activation identifier {identifier!r}")
-
-
-def _name_of(obj):
-    own = getattr(obj, "__name__", None)
-    if _OBJECTS.get(own) is obj:
-        return own
-    for name, candidate in _OBJECTS.items():
-        if candidate is obj:
-            return name
-    raise ValueError(f"Activation {obj!r} is not registered; call "
-                     "jaxgraph.activations.register(name, obj) so it can be serialized")
-
-
-def serialize(activation):
-    """A function's registered name, or {'class_name', 'config'} for a configurable object."""
-    if activation is None:
-        return None
-    if isinstance(activation, type) or not hasattr(activation, "get_config"):
-        return _name_of(activation)
-    return {"class_name": _name_of(type(activation)), "config": activation.get_config()}
+    if isinstance(identifier, dict) and identifier.get("class_name") == "function" \
+            and isinstance(identifier.get("config"), str):  # Keras 3's form for functions
+        return _REGISTRY.lookup(identifier["config"])
+    return _REGISTRY.get(identifier)
 
 
 for _fn in (relu, relu6, leaky_relu, elu, celu, selu, gelu, sigmoid, hard_sigmoid, hard_silu,
             silu, softmax, log_softmax, softplus, softsign, tanh, exponential, mish, linear,
             log_sigmoid, hard_tanh, tanh_shrink, soft_shrink, hard_shrink, squareplus,
             sparse_plus, sparse_sigmoid, glu):
-    register(_fn.__name__, _fn)
-    _BUILTIN.add(_fn.__name__)
-for _name, _fn in (("swish", silu), ("hard_swish", hard_silu)):
-    register(_name, _fn)
-    _BUILTIN.add(_name)
+    _REGISTRY.add_builtin(_fn)
+_REGISTRY.add_builtin(silu, "swish")
+_REGISTRY.add_builtin(hard_silu, "hard_swish")

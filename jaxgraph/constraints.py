@@ -6,6 +6,8 @@ after each optimizer update.
 
 import jax.numpy as jnp
 
+from ._registry import Configurable, Registry
+
 _EPSILON = 1e-7  # Keras's backend.epsilon(), keeps zero-norm slices finite
 
 
@@ -17,22 +19,11 @@ def _norms(w, axis):
     return jnp.sqrt(jnp.sum(jnp.square(w), axis=_axis(axis), keepdims=True))
 
 
-class Constraint:
+class Constraint(Configurable):
     """Base class (and the identity constraint): subclasses implement ``__call__(w)``."""
 
     def __call__(self, w):
         return jnp.asarray(w)
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class MaxNorm(Constraint):
@@ -96,72 +87,17 @@ class MinMaxNorm(Constraint):
 # Keras's lowercase spellings, usable as constructors: constraints.max_norm(3).
 max_norm, non_neg, unit_norm, min_max_norm = MaxNorm, NonNeg, UnitNorm, MinMaxNorm
 
-_OBJECTS = {}
-_BUILTIN = set()
-
-
-def register(name, obj=None):
-    """Make ``get(name)`` and configs naming ``name`` resolve to ``obj`` (usable as decorator)."""
-    if obj is None:
-        return lambda o: register(name, o)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register needs a non-empty string name, got {name!r}")
-    if not callable(obj):
-        raise TypeError(f"register({name!r}, ...) needs a class or callable, got {obj!r}")
-    if name in _BUILTIN and _OBJECTS[name] is not obj:
-        raise ValueError(f"{name!r} is a built-in constraint name; pick another")
-    _OBJECTS[name] = obj
-    return obj
-
-
-def _lookup(name):
-    if name not in _OBJECTS:
-        raise ValueError(f"Unknown constraint {name!r}. Accepted: {', '.join(sorted(_OBJECTS))}")
-    return _OBJECTS[name]
+_REGISTRY = Registry("constraint", "jaxgraph.constraints")
+register = _REGISTRY.register
+serialize = _REGISTRY.serialize
 
 
 def get(identifier):
     """Resolve None, a name, a {'class_name', 'config'} dict, a class or a callable."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        identifier = _lookup(identifier)
-    elif isinstance(identifier, dict):
-        if "class_name" not in identifier:
-            raise ValueError(f"Constraint config needs a 'class_name' key, got {identifier!r}")
-        obj = _lookup(identifier["class_name"])
-        config = identifier.get("config") or {}
-        return obj.from_config(config) if isinstance(obj, type) else obj
-    if isinstance(identifier, type):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"Could not interpret constraint identifier {identifier!r}")
-
-
-def _name_of(obj):
-    own = getattr(obj, "__name__", None)
-    if _OBJECTS.get(own) is obj:
-        return own
-    for name, candidate in _OBJECTS.items():
-        if candidate is obj:
-            return name
-    raise ValueError(f"{obj!r} is not registered; call jaxgraph.constraints.register(name, obj)"
-                     " so it can be serialized")
-
-
-def serialize(constraint):
-    """JSON-able form that ``get`` turns back into an equal constraint."""
-    if constraint is None:
-        return None
-    if isinstance(constraint, type) or not hasattr(constraint, "get_config"):
-        return _name_of(constraint)
-    return {"class_name": _name_of(type(constraint)), "config": constraint.get_config()}
+    return None if identifier is None else _REGISTRY.get(identifier)
 
 
 for _cls, _names in [(Constraint, ("constraint",)), (MaxNorm, ("max_norm",)),
                      (NonNeg, ("non_neg",)), (UnitNorm, ("unit_norm",)),
                      (MinMaxNorm, ("min_max_norm",))]:
-    for _name in (_cls.__name__, *_names):
-        register(_name, _cls)
-        _BUILTIN.add(_name)
+    _REGISTRY.add_builtin(_cls, _cls.__name__, *_names)

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._registry import Configurable, Registry
+
 # Std of a unit normal truncated to [-2, 2]; dividing by it restores the wanted variance.
 _TRUNCATED_STD = 0.87962566103423978
 
@@ -69,22 +71,11 @@ def compute_fans(shape, input_axes=None, output_axes=None):
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class: subclasses implement ``__call__(key, shape, dtype)``."""
 
     def __call__(self, key, shape, dtype=jnp.float32):
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class Zeros(Initializer):
@@ -299,67 +290,14 @@ class Identity(Initializer):
         return {"gain": self.gain}
 
 
-_OBJECTS = {}
-_BUILTIN = set()
-
-
-def register(name, obj=None):
-    """Make ``get(name)`` and configs naming ``name`` resolve to ``obj`` (usable as decorator)."""
-    if obj is None:
-        return lambda o: register(name, o)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register needs a non-empty string name, got {name!r}")
-    if not callable(obj):
-        raise TypeError(f"register({name!r}, ...) needs a class or callable, got {obj!r}")
-    if name in _BUILTIN and _OBJECTS[name] is not obj:
-        raise ValueError(f"{name!r} is a built-in initializer name; pick another")
-    _OBJECTS[name] = obj
-    return obj
-
-
-def _lookup(name):
-    if name not in _OBJECTS:
-        raise ValueError(f"Unknown initializer {name!r}. Accepted: {', '.join(sorted(_OBJECTS))}")
-    return _OBJECTS[name]
+_REGISTRY = Registry("initializer", "jaxgraph.initializers")
+register = _REGISTRY.register
+serialize = _REGISTRY.serialize
 
 
 def get(identifier):
     """Resolve None, a name, a {'class_name', 'config'} dict, a class or a callable."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        identifier = _lookup(identifier)
-    elif isinstance(identifier, dict):
-        if "class_name" not in identifier:
-            raise ValueError(f"Initializer config needs a 'class_name' key, got {identifier!r}")
-        obj = _lookup(identifier["class_name"])
-        config = identifier.get("config") or {}
-        return obj.from_config(config) if isinstance(obj, type) else obj
-    if isinstance(identifier, type):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"Could not interpret initializer identifier {identifier!r}")
-
-
-def _name_of(obj):
-    own = getattr(obj, "__name__", None)
-    if _OBJECTS.get(own) is obj:
-        return own
-    for name, candidate in _OBJECTS.items():
-        if candidate is obj:
-            return name
-    raise ValueError(f"{obj!r} is not registered; call jaxgraph.initializers.register(name, obj)"
-                     " so it can be serialized")
-
-
-def serialize(initializer):
-    """JSON-able form that ``get`` turns back into an equal initializer."""
-    if initializer is None:
-        return None
-    if isinstance(initializer, type) or not hasattr(initializer, "get_config"):
-        return _name_of(initializer)
-    return {"class_name": _name_of(type(initializer)), "config": initializer.get_config()}
+    return None if identifier is None else _REGISTRY.get(identifier)
 
 
 for _cls, _names in [
@@ -372,9 +310,7 @@ for _cls, _names in [
     (Orthogonal, ("orthogonal", "OrthogonalInitializer")),
     (Identity, ("identity", "IdentityInitializer")),
 ]:
-    for _name in (_cls.__name__, *_names):
-        register(_name, _cls)
-        _BUILTIN.add(_name)
+    _REGISTRY.add_builtin(_cls, _cls.__name__, *_names)
 
 # Keras's lowercase spellings, usable as constructors: initializers.glorot_uniform(seed=1).
 zeros, ones, constant = Zeros, Ones, Constant

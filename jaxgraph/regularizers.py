@@ -8,6 +8,8 @@ import math
 
 import jax.numpy as jnp
 
+from ._registry import Configurable, Registry
+
 _EPSILON = 1e-7  # Keras's backend.epsilon(), the floor on row norms
 
 
@@ -19,22 +21,11 @@ def _factor(value, name):
     return float(value)
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base class: subclasses implement ``__call__(w)`` returning a scalar penalty."""
 
     def __call__(self, x):
         return jnp.zeros((), jnp.asarray(x).dtype)
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):
@@ -112,28 +103,9 @@ class OrthogonalRegularizer(Regularizer):
 # Keras's lowercase spellings, usable as constructors: regularizers.l2(0.001).
 l1, l2, l1_l2, orthogonal_regularizer = L1, L2, L1L2, OrthogonalRegularizer
 
-_OBJECTS = {}
-_BUILTIN = set()
-
-
-def register(name, obj=None):
-    """Make ``get(name)`` and configs naming ``name`` resolve to ``obj`` (usable as decorator)."""
-    if obj is None:
-        return lambda o: register(name, o)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register needs a non-empty string name, got {name!r}")
-    if not callable(obj):
-        raise TypeError(f"register({name!r}, ...) needs a class or callable, got {obj!r}")
-    if name in _BUILTIN and _OBJECTS[name] is not obj:
-        raise ValueError(f"{name!r} is a built-in regularizer name; pick another")
-    _OBJECTS[name] = obj
-    return obj
-
-
-def _lookup(name):
-    if name not in _OBJECTS:
-        raise ValueError(f"Unknown regularizer {name!r}. Accepted: {', '.join(sorted(_OBJECTS))}")
-    return _OBJECTS[name]
+_REGISTRY = Registry("regularizer", "jaxgraph.regularizers")
+register = _REGISTRY.register
+serialize = _REGISTRY.serialize
 
 
 def get(identifier):
@@ -142,44 +114,10 @@ def get(identifier):
         return None
     if isinstance(identifier, str) and identifier == "l1_l2":  # Keras documents 0.01 for both
         return L1L2(l1=0.01, l2=0.01)
-    if isinstance(identifier, str):
-        identifier = _lookup(identifier)
-    elif isinstance(identifier, dict):
-        if "class_name" not in identifier:
-            raise ValueError(f"Regularizer config needs a 'class_name' key, got {identifier!r}")
-        obj = _lookup(identifier["class_name"])
-        config = identifier.get("config") or {}
-        return obj.from_config(config) if isinstance(obj, type) else obj
-    if isinstance(identifier, type):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"Could not interpret regularizer identifier {identifier!r}")
-
-
-def _name_of(obj):
-    own = getattr(obj, "__name__", None)
-    if _OBJECTS.get(own) is obj:
-        return own
-    for name, candidate in _OBJECTS.items():
-        if candidate is obj:
-            return name
-    raise ValueError(f"{obj!r} is not registered; call jaxgraph.regularizers.register(name, obj)"
-                     " so it can be serialized")
-
-
-def serialize(regularizer):
-    """JSON-able form that ``get`` turns back into an equal regularizer."""
-    if regularizer is None:
-        return None
-    if isinstance(regularizer, type) or not hasattr(regularizer, "get_config"):
-        return _name_of(regularizer)
-    return {"class_name": _name_of(type(regularizer)), "config": regularizer.get_config()}
+    return _REGISTRY.get(identifier)
 
 
 for _cls, _names in [(Regularizer, ("regularizer",)), (L1, ("l1",)), (L2, ("l2",)),
                      (L1L2, ("l1_l2", "l1l2")),
                      (OrthogonalRegularizer, ("orthogonal_regularizer",))]:
-    for _name in (_cls.__name__, *_names):
-        register(_name, _cls)
-        _BUILTIN.add(_name)
+    _REGISTRY.add_builtin(_cls, _cls.__name__, *_names)
