@@ -102,7 +102,8 @@ def test_mha_output_shape_and_attention_axes_match_keras():
 
 def test_mha_in_a_graph_with_symbolic_mask_and_scores():
     """Masks and attention_mask flow through a jitted graph; the query mask follows
-    the outputs; the value mask is given explicitly."""
+    the outputs; the value mask is given explicitly (the next test leaves it to the
+    inputs)."""
     tokens = np.array([[3, 1, 4, 0, 0], [2, 7, 1, 8, 2]], "int32")
     att_mask = np.ones((2, 5, 5), bool)
     att_mask[0, :, 1] = False
@@ -138,6 +139,40 @@ def test_mha_in_a_graph_with_symbolic_mask_and_scores():
     got_pool, _ = pool_model.apply(pool_model.variables, [tokens, att_mask])
     np.testing.assert_allclose(np.asarray(got_pool)[0], np.asarray(got)[0, :3].mean(0),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_mha_takes_the_value_and_key_masks_of_its_inputs_like_keras():
+    """Called on several tensors, a layer gets each one's propagated mask as
+    `<argument>_mask` (Keras 3's rule): cross-attention from one padded sequence over
+    another, with no mask passed by hand."""
+    q_tokens = np.array([[3, 1, 4, 0], [2, 7, 0, 0]], "int32")
+    v_tokens = np.array([[5, 0, 0, 0, 0], [6, 2, 9, 1, 0]], "int32")
+
+    def build(lib):
+        q_in = lib.Input((4,), dtype="int32")
+        v_in = lib.Input((5,), dtype="int32")
+        q_emb = lib.layers.Embedding(10, 8, mask_zero=True)
+        v_emb = lib.layers.Embedding(10, 8, mask_zero=True)
+        mha = lib.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+        out = mha(q_emb(q_in), v_emb(v_in))
+        pooled = lib.layers.GlobalAveragePooling1D()(out)  # pools the query's steps only
+        return lib.Model([q_in, v_in], [out, pooled]), (q_emb, v_emb, mha)
+
+    model, ours = build(jaxgraph)
+    k_model, theirs = build(keras)
+    for a, b in zip(ours, theirs):
+        b.set_weights(a.get_weights())
+    got = model.predict([q_tokens, v_tokens], verbose=0)
+    want = k_model.predict([q_tokens, v_tokens], verbose=0)
+    for g, w in zip(got, want):
+        _close(g, w)
+    # Without the value mask the padded value steps would take attention.
+    bare = layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    q = ours[0](jnp.asarray(q_tokens))
+    v = ours[1](jnp.asarray(v_tokens))
+    bare(q, v)
+    bare.set_weights(ours[2].get_weights())
+    assert not np.allclose(np.asarray(bare(q, v)), np.asarray(got[0]), atol=1e-4)
 
 
 def test_mha_dropout_identity_at_inference_random_in_training():

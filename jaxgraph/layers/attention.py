@@ -5,10 +5,11 @@ reproduces a Keras layer. `MultiHeadAttention` owns no sublayers: its four proje
 weights named like Keras's variable paths (`query/kernel`, `query/bias`, ...,
 `attention_output/bias`), so `layer.weights[i].path` equals the Keras variable's path.
 
-Masks: a layer receives the Keras mask of its first input as `mask`. For
-`MultiHeadAttention` that is the query's mask; give the value's and key's masks explicitly
-(`value_mask=`, `key_mask=`) or fold them into `attention_mask`. `Attention` and
-`AdditiveAttention` are called on a list, so they receive `[query_mask, value_mask]`.
+Masks, as in Keras 3: a layer called on several tensors receives each one's propagated
+mask as `<argument>_mask`, so `MultiHeadAttention(query, value)` after
+`Embedding(mask_zero=True)` gets `query_mask` and `value_mask` (and `key_mask`) without
+being told; masks passed by hand are used as given. `Attention` and `AdditiveAttention`
+are called on a list, so they receive `[query_mask, value_mask]` as `mask`.
 """
 
 from __future__ import annotations

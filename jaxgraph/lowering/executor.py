@@ -17,6 +17,8 @@ rates in one program. Overrides pass through `apply` unchanged.
 from __future__ import annotations
 
 import collections
+import functools
+import inspect
 import math
 from typing import Any
 
@@ -347,6 +349,42 @@ from ..layers.base import Layer as _Layer  # noqa: E402
 _BASE_COMPUTE_MASK = _Layer.compute_mask
 
 
+@functools.lru_cache(maxsize=None)
+def _call_parameters(cls) -> tuple[str, ...]:
+    """The names `call` (or an overridden `forward`) binds the node's arguments to, in
+    order, after the weights."""
+    fn = cls.call if cls.forward is _Layer.forward else cls.forward
+    params = list(inspect.signature(fn).parameters.values())[2:]  # self, w
+    return tuple(p.name for p in params
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def _argument_masks(layer, node, env) -> dict:
+    """Keras's rule for a layer called on several tensors: argument `k` brings its mask
+    as `k_mask` where `call` takes one and it was not given (MultiHeadAttention's
+    `value_mask` and `key_mask`, a custom layer's own)."""
+    params = _call_parameters(type(layer))
+    if not any(name.endswith("_mask") for name in params):
+        return {}
+    sym_args, sym_kwargs = node.call_args(lambda t: t)
+    bound = dict(zip(params, sym_args))
+    bound.update(sym_kwargs)
+    tensors = {k: v for k, v in bound.items()
+               if any(is_symbolic(leaf) for leaf in jax.tree_util.tree_leaves(v))}
+    if len(tensors) < 2:
+        return {}
+    out = {}
+    for name, value in tensors.items():
+        target = f"{name}_mask"
+        if target not in params or bound.get(target) is not None:
+            continue
+        mask = jax.tree_util.tree_map(lambda t: env[id(t)][1] if is_symbolic(t) else None,
+                                      value)
+        if not _all_none(mask):
+            out[target] = mask
+    return out
+
+
 def _run_graph(model: Functional, run: _Run, values: list, masks: list) -> list:
     env: dict[int, Any] = {}
     for t, v, m in zip(model.inputs, values, masks):
@@ -374,6 +412,9 @@ def _run_graph(model: Functional, run: _Run, values: list, masks: list) -> list:
                 layer._output_struct.pack([m for _, m in results]),
                 is_leaf=lambda x: x is None)
         else:
+            named = _argument_masks(layer, node, env)
+            if named:
+                kwargs = {**kwargs, **named}
             outputs, out_mask = _call_layer(layer, node, run, args, kwargs, first_mask)
             out_values = jax.tree_util.tree_leaves(outputs)
             if out_mask is None or _all_none(out_mask):
