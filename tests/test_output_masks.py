@@ -45,7 +45,8 @@ CASES = {
                 loss=("SparseCategoricalCrossentropy", {"reduction": "sum"}),
                 metrics=["accuracy"]),
     "mse_temporal_weights": dict(units=2, activation=None, loss="mse",
-                                 metrics=["mae", "root_mean_squared_error"], weights=True),
+                                 metrics=["mae", "root_mean_squared_error"], weights=True,
+                                 weighted_metrics=["mae"]),
 }
 
 
@@ -78,7 +79,8 @@ def test_evaluate_with_masked_outputs_matches_keras(keras, case):
 
     def run(lib):
         model = _tagger(lib, spec["units"], spec["activation"], embed, kernel, bias)
-        model.compile(loss=_loss(lib, spec["loss"]), metrics=list(spec["metrics"]))
+        model.compile(loss=_loss(lib, spec["loss"]), metrics=list(spec["metrics"]),
+                      weighted_metrics=spec.get("weighted_metrics"))
         return model.evaluate(x, y, sample_weight=sw, batch_size=3, verbose=0,
                               return_dict=True)
 

@@ -58,10 +58,11 @@ def merge_params(train: dict, frozen: dict) -> dict:
 
 
 def _combine(sw, valid):
-    """Per-row weights from sample weights and the padding mask; None when all are 1."""
-    if sw is None:
-        return valid
-    return sw if valid is None else sw * valid
+    """Weights from sample weights (per row, or per step) and the padding rows' mask;
+    None when all are 1."""
+    if sw is None or valid is None:
+        return valid if sw is None else sw
+    return sw * valid.reshape(valid.shape + (1,) * (sw.ndim - valid.ndim))
 
 
 def _chunk(a, c):
