@@ -221,7 +221,7 @@ class _Engine:
             def one(ms, i, v):
                 x, y, sw = steps.gather(data, i)
                 total, per, outs, _ = steps.losses(params, mstate, x, y, sw, v, None, False,
-                                                       lw)
+                                                   lw)
                 return steps.update_metrics(ms, total, per, y, outs, sw, v)
 
             if idx.shape[0] == 1:
