@@ -349,7 +349,7 @@ from ..layers.base import Layer as _Layer  # noqa: E402
 _BASE_COMPUTE_MASK = _Layer.compute_mask
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _call_parameters(cls) -> tuple[str, ...]:
     """The names `call` (or an overridden `forward`) binds the node's arguments to, in
     order, after the weights."""
