@@ -180,11 +180,12 @@ def test_mask_for_aligns_a_trailing_axis_and_names_a_misfit():
                           mask=jnp.ones((4, 6), bool), output="tags")
 
 
-def test_masked_weights_broadcast_rows_over_steps():
+def test_combine_weights_broadcast_rows_over_steps():
     mask = jnp.asarray([[1, 1, 0], [1, 0, 0]], bool)
-    np.testing.assert_array_equal(metrics.masked_weights(None, mask), mask.astype(np.float32))
-    np.testing.assert_array_equal(metrics.masked_weights(jnp.asarray([2.0, 3.0]), mask),
+    np.testing.assert_array_equal(metrics.combine_weights(None, mask), mask.astype(np.float32))
+    np.testing.assert_array_equal(metrics.combine_weights(jnp.asarray([2.0, 3.0]), mask),
                                   [[2, 2, 0], [3, 0, 0]])
     np.testing.assert_array_equal(
-        metrics.masked_weights(jnp.asarray([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), mask),
+        metrics.combine_weights(jnp.asarray([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), mask),
         [[1, 2, 0], [4, 0, 0]])
+    assert metrics.combine_weights(None, None) is None

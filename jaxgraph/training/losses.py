@@ -273,7 +273,7 @@ def reduce_loss(values, sample_weight=None, mask=None, reduction="sum_over_batch
     if reduction == "sum":
         return total
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
-        divisor = jnp.sum(weights) if mask is not None else jnp.sum(rows)
+        divisor = jnp.sum(weights)  # sample weights, times the mask where there is one
     else:  # the number of elements that count: unmasked ones in existing rows
         counted = jnp.ones_like(flat)
         if valid is not None:
@@ -291,9 +291,10 @@ def mask_for(values, mask, owner="A loss"):
         return None
     mask = jnp.asarray(mask)
     values_shape = tuple(jnp.shape(values))
-    if mask.ndim == len(values_shape) + 1 and mask.shape[-1] == 1:
+    fix = _rank_fix(mask.shape, values_shape)  # only the mask may change shape here
+    if fix in ("squeeze_true", "expand_pred"):
         mask = jnp.squeeze(mask, -1)
-    elif len(values_shape) == mask.ndim + 1 and values_shape[-1] == 1:
+    elif fix in ("expand_true", "squeeze_pred"):
         mask = mask[..., None]
     try:
         fits = jnp.broadcast_shapes(mask.shape, values_shape) == values_shape
@@ -318,7 +319,7 @@ def batch_loss(loss, y_true, y_pred, sample_weight=None, valid=None, mask=None, 
         values, own, reduction = jnp.asarray(loss(y_true, y_pred), jnp.float32), None, None
     mask = mask_for(values, mask, "A loss" if output is None else f"Output {output!r}")
     if own is not None:
-        mask = own if mask is None else mask & jnp.broadcast_to(own, values.shape)
+        mask = own if mask is None else mask & own
     if reduction in ("none", None):
         reduction = "sum_over_batch_size"
     return reduce_loss(values, sample_weight, mask, reduction, valid)

@@ -70,17 +70,19 @@ class Metric:
         return f"{type(self).__name__}(name={self.name!r}, {self.kwargs})"
 
 
-def masked_weights(sample_weight, mask):
-    """Per-row or per-step weights times an output's mask, broadcast to the larger rank."""
-    m = jnp.asarray(mask, jnp.float32)
-    if sample_weight is None:
-        return m
-    w = jnp.asarray(sample_weight, jnp.float32)
-    if w.ndim < m.ndim:
-        w = w.reshape(w.shape + (1,) * (m.ndim - w.ndim))
-    elif m.ndim < w.ndim:
-        m = m.reshape(m.shape + (1,) * (w.ndim - m.ndim))
-    return w * m
+def combine_weights(*weights):
+    """The product of per-row or per-step weights (sample weights, padding rows, an
+    output's mask), each spread over the trailing axes of the highest rank; None (all
+    ones) when every one is None."""
+    arrays = [jnp.asarray(w, jnp.float32) for w in weights if w is not None]
+    if not arrays:
+        return None
+    rank = max(a.ndim for a in arrays)
+    out = None
+    for a in arrays:
+        a = a.reshape(a.shape + (1,) * (rank - a.ndim))
+        out = a if out is None else out * a
+    return out
 
 
 def _sample_weights(sample_weight, batch):

@@ -57,14 +57,6 @@ def merge_params(train: dict, frozen: dict) -> dict:
     return unflatten_dict(flat)
 
 
-def _combine(sw, valid):
-    """Weights from sample weights (per row, or per step) and the padding rows' mask;
-    None when all are 1."""
-    if sw is None or valid is None:
-        return valid if sw is None else sw
-    return sw * valid.reshape(valid.shape + (1,) * (sw.ndim - valid.ndim))
-
-
 def _chunk(a, c):
     return None if a is None else jax.lax.dynamic_index_in_dim(a, c, keepdims=False)
 
@@ -173,9 +165,8 @@ class Steps:
         for i, metric, name, weighted in self.objective.metrics:
             if y[i] is None:
                 continue
-            weight = _combine(sw[i], valid) if weighted else valid
-            if masks[i] is not None and metric.uses_output_mask:
-                weight = metrics_mod.masked_weights(weight, masks[i])
+            mask = masks[i] if metric.uses_output_mask else None
+            weight = metrics_mod.combine_weights(sw[i] if weighted else None, valid, mask)
             pred = flat_out[i]
             if jnp.issubdtype(pred.dtype, jnp.floating):
                 pred = pred.astype(jnp.float32)
