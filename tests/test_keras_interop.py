@@ -103,6 +103,20 @@ def recurrent(k):
     return k.Model([x, tokens], k.layers.Dense(1, name="out")(out), name="rnn_model")
 
 
+def video(k):
+    """A frame model applied to every frame by TimeDistributed (a Model inside a layer)."""
+    frame = k.Input((6, 6, 2), name="frame")
+    f = k.layers.Conv2D(3, 3, activation="relu", name="frame_conv")(frame)
+    f = k.layers.BatchNormalization(name="frame_bn")(f)
+    f = k.layers.GlobalAveragePooling2D()(f)
+    f = k.layers.Dropout(0.2)(f)
+    cnn = k.Model(frame, k.layers.Dense(4, name="frame_embed")(f), name="frame_cnn")
+    clip = k.Input((5, 6, 6, 2), name="clip")
+    h = k.layers.TimeDistributed(cnn, name="per_frame")(clip)
+    return k.Model(clip, k.layers.Dense(2, name="out")(k.layers.GRU(3, name="gru")(h)),
+                   name="video")
+
+
 def convnet(k):
     return k.Sequential([
         k.Input((8, 8, 2)),
@@ -123,10 +137,13 @@ def _inputs(name, rng):
     if name == "recurrent":
         return [rng.normal(size=(5, 7, 4)).astype("float32"),
                 rng.integers(0, 20, size=(5, 7)).astype("int32")]
+    if name == "video":
+        return rng.normal(size=(5, 5, 6, 6, 2)).astype("float32")
     return rng.normal(size=(5, 8, 8, 2)).astype("float32")
 
 
-ARCHITECTURES = {"branchy": branchy, "recurrent": recurrent, "convnet": convnet}
+ARCHITECTURES = {"branchy": branchy, "recurrent": recurrent, "convnet": convnet,
+                 "video": video}
 
 
 # ---------------------------------------------------------------------------- tests
@@ -254,9 +271,10 @@ def test_load_keras_weights_from_keras_archive_and_nested_models(reference):
     _assert_same(_jg_predict(jm, ref.x), ref.outputs)
 
 
-def test_load_keras_weights_recurrent_wrappers(reference):
-    ref = reference("recurrent")
-    jm = recurrent(JG)
+@pytest.mark.parametrize("arch", ["recurrent", "video"])
+def test_load_keras_weights_recurrent_wrappers(arch, reference):
+    ref = reference(arch)
+    jm = ARCHITECTURES[arch](JG)
     load_keras_weights(jm, ref.weights_file)
     _assert_same(_jg_predict(jm, ref.x), ref.outputs)
 
@@ -282,7 +300,7 @@ def test_archive_without_name_attributes_uses_its_config(reference, tmp_path):
     _assert_same(_jg_predict(jm, ref.x), ref.outputs)
 
 
-@pytest.mark.parametrize("arch", ["recurrent", "branchy"])
+@pytest.mark.parametrize("arch", ["recurrent", "branchy", "video"])
 def test_load_keras_weights_from_legacy_h5(arch, reference):
     ref = reference(arch)
     legacy = reference.archive(arch, ".h5")  # Keras 2 style HDF5; nested models list

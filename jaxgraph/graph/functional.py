@@ -214,6 +214,7 @@ class Functional(Layer):
         self._nodes_in_order = nodes
         self._layers = layers
         self._output_names = _output_names(out_struct)
+        _check_wrapped_weights(self)
         self.built = True
         self._layout_cache = None
 
@@ -294,21 +295,32 @@ class Functional(Layer):
 
     # ------------------------------------------------------------------ weights
 
-    def _weighted_layers(self) -> list[Layer]:
-        """Every leaf layer that owns weights, once, in Keras's order."""
+    def _leaf_paths(self) -> list[tuple[Layer, tuple[str, ...]]]:
+        """(layer, path) for every leaf layer that owns weights, once, in Keras's order.
+
+        The path is the names of the nested models enclosing the layer, then its own:
+        the variables pytree nests the same way.
+        """
         out, seen = [], set()
 
-        def walk(model):
+        def walk(model, prefix):
             for layer in model.layers:
                 if isinstance(layer, Functional):
-                    walk(layer)
+                    walk(layer, prefix + (layer.name,))
                 elif id(layer) not in seen:
                     seen.add(id(layer))
                     if layer._weights:
-                        out.append(layer)
+                        out.append((layer, prefix + (layer.name,)))
 
-        walk(self)
+        walk(self, ())
         return out
+
+    def _weighted_layers(self) -> list[Layer]:
+        """Every leaf layer that owns weights, once, in Keras's order."""
+        return [layer for layer, _ in self._leaf_paths()]
+
+    def needs_rng(self) -> bool:
+        return any(layer.needs_rng() for layer in self.layers)
 
     @property
     def weights(self):
@@ -397,6 +409,12 @@ class Functional(Layer):
             f"Model {self.name!r} is evaluated by jaxgraph.lowering, not by Layer.forward"
         )
 
+    def _run(self, variables, inputs, training=False, rng=None):
+        """`(outputs, new_state, added_losses)`, for layers that run a whole model."""
+        from ..lowering import run_model
+
+        return run_model(self, variables, inputs, training=training, rng=rng)
+
     # ------------------------------------------------------------------ the pure core
 
     def init(self, rng) -> dict:
@@ -459,6 +477,49 @@ class Functional(Layer):
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _wrapped_layers(layer):
+    """Every layer inside a wrapper (TimeDistributed, Bidirectional), models opened."""
+    for inner in layer.__dict__.get("_all_inner") or ():
+        if isinstance(inner, Functional):
+            for sub in inner.layers:
+                yield sub
+                yield from _wrapped_layers(sub)
+        else:
+            yield inner
+            yield from _wrapped_layers(inner)
+
+
+def _check_wrapped_weights(model: Functional) -> None:
+    """A wrapper keeps its own copy of the weights it wraps, so a layer with weights must
+    not also be used outside that wrapper: the copies would train apart. Said here, at
+    graph-build time, instead of silently training two sets of weights."""
+    owners: dict[int, tuple] = {}  # id(layer) -> (id of its owner, description)
+
+    def claim(layer, owner_id, where):
+        if not layer._weights:
+            return
+        prev = owners.setdefault(id(layer), (owner_id, where))
+        if prev[0] != owner_id:
+            raise ValueError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) is used both {prev[1]} and "
+                f"{where}. A wrapper keeps its own copy of the weights it wraps, so the two "
+                "uses would not share weights: call the wrapper itself on every input, or "
+                "use separate layers."
+            )
+
+    def walk(m):
+        for layer in m.layers:
+            if isinstance(layer, Functional):
+                walk(layer)
+                continue
+            claim(layer, None, f"directly in model {m.name!r}")
+            for inner in _wrapped_layers(layer):
+                if not isinstance(inner, Functional):
+                    claim(inner, id(layer), f"inside {type(layer).__name__} {layer.name!r}")
+
+    walk(model)
 
 
 def _compatible(expected: tuple, got: tuple) -> bool:

@@ -458,6 +458,13 @@ class LSTM(_RNN):
 # ---------------------------------------------------------------------------- wrappers
 
 
+def _nest(tree: dict, path) -> dict:
+    """The dict at `path[:-1]` inside `tree`, made where missing."""
+    for key in path[:-1]:
+        tree = tree.setdefault(key, {})
+    return tree
+
+
 class _Wrapper(Layer):
     """A layer whose weights are those of inner layers (optionally name-prefixed).
 
@@ -504,6 +511,29 @@ class _Wrapper(Layer):
         ]
         self.__dict__["_linked_parts"] = parts
 
+    @property
+    def weights(self) -> list[Weight]:
+        """Part by part, each in its own order, as Keras lists a wrapper's weights."""
+        parts = self.__dict__.get("_linked_parts")
+        if not parts:
+            return super().weights
+        mine = {w.name: w for w in self._weights}
+        return [mine[prefix + w.name] for prefix, layer in parts for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[Weight]:
+        """Those of the trainable inner layers (a wrapped model may freeze some)."""
+        if not self.trainable:
+            return []
+        frozen = {prefix + w.name for prefix, layer in self.__dict__.get("_linked_parts") or ()
+                  if not layer.trainable for w in layer._weights}
+        return [w for w in self.weights if w.trainable and w.name not in frozen]
+
+    @property
+    def non_trainable_weights(self) -> list[Weight]:
+        training = {w.name for w in self.trainable_weights}
+        return [w for w in self.weights if w.name not in training]
+
     @staticmethod
     def _build_inner(layer, input_shape) -> None:
         if layer.built:
@@ -526,12 +556,16 @@ class _Wrapper(Layer):
             layer.trainable = value
 
 
-def _check_wrappable(layer, owner):
+def _is_model(layer) -> bool:
     from ..graph.functional import Functional
 
+    return isinstance(layer, Functional)
+
+
+def _check_wrappable(layer, owner, models=False):
     if not isinstance(layer, Layer):
         raise ValueError(f"{owner} needs a Layer instance, got {layer!r}")
-    if isinstance(layer, Functional):
+    if _is_model(layer) and not models:
         raise TypeError(
             f"{owner} cannot wrap a Model ({layer.name!r}); wrap its layers instead"
         )
@@ -694,23 +728,27 @@ class Bidirectional(_Wrapper):
 
 
 class TimeDistributed(_Wrapper):
-    """Applies a layer to every timestep by folding time into the batch (one call).
+    """Applies a layer, or a whole model, to every timestep by folding time into the batch
+    (one call, not a loop).
 
     Its weights are the wrapped layer's own (same names), so Keras weight lists load
-    directly.
+    directly. A wrapped model's weights are named `<layer path>/<weight>` (`conv/kernel`),
+    Keras's weight paths, in the model's weight order.
     """
 
     def __init__(self, layer, **kwargs):
         if isinstance(layer, dict):
             layer = deserialize_layer(layer)
         super().__init__(**kwargs)
-        _check_wrappable(layer, f"TimeDistributed {self.name!r}")
+        _check_wrappable(layer, f"TimeDistributed {self.name!r}", models=True)
         self.layer = layer
         self.__dict__["_all_inner"] = [layer]
         self.supports_masking = True
         self.input_spec = InputSpec(min_ndim=3)
 
     def _parts(self):
+        if _is_model(self.layer):
+            return [("/".join(path) + "/", layer) for layer, path in self.layer._leaf_paths()]
         return [("", self.layer)]
 
     @staticmethod
@@ -732,12 +770,39 @@ class TimeDistributed(_Wrapper):
     def forward(self, w, inputs, training=False, rng=None, mask=None, **kwargs):
         batch, steps = inputs.shape[0], inputs.shape[1]
         flat = inputs.reshape((batch * steps,) + inputs.shape[2:])
-        inner_mask = None
-        if mask is not None and mask.ndim > 2:  # per-element masks survive the folding
-            inner_mask = mask.reshape((batch * steps,) + mask.shape[2:])
-        out, updates = self.layer.forward(w, flat, training=training, rng=rng,
-                                          mask=inner_mask, **kwargs)
+        if _is_model(self.layer):
+            if kwargs:
+                raise TypeError(f"TimeDistributed {self.name!r} passes no call arguments to "
+                                f"model {self.layer.name!r}; got {sorted(kwargs)}")
+            out, updates = self._model_forward(w, flat, training, rng)
+        else:
+            inner_mask = None
+            if mask is not None and mask.ndim > 2:  # per-element masks survive the folding
+                inner_mask = mask.reshape((batch * steps,) + mask.shape[2:])
+            out, updates = self.layer.forward(w, flat, training=training, rng=rng,
+                                              mask=inner_mask, **kwargs)
         out = jax.tree_util.tree_map(lambda o: o.reshape((batch, steps) + o.shape[1:]), out)
+        return out, updates
+
+    def _model_forward(self, w, flat, training, rng):
+        """Run the wrapped model's graph on its share of `w`; its state changes (moving
+        statistics) come back as this layer's updates, its added losses as this layer's."""
+        entries = [(prefix, layer, path) for (prefix, layer), (_, path)
+                   in zip(self._parts(), self.layer._leaf_paths())]
+        variables = {"params": {}, "state": {}}
+        for prefix, layer, path in entries:
+            for kind, trainable in (("params", True), ("state", False)):
+                values = {x.name: w[prefix + x.name] for x in layer._weights
+                          if x.trainable == trainable}
+                if values:
+                    _nest(variables[kind], path)[path[-1]] = values
+        out, new_state, added = self.layer._run(variables, flat, training=training, rng=rng)
+        self.add_loss(added)
+        updates = {}
+        for prefix, layer, path in entries:
+            if any(not x.trainable for x in layer._weights):
+                values = _nest(new_state, path)[path[-1]]
+                updates.update({prefix + k: v for k, v in values.items()})
         return out, updates
 
     def compute_output_shape(self, input_shape):
@@ -745,10 +810,27 @@ class TimeDistributed(_Wrapper):
         return (child[0], input_shape[1]) + tuple(child[1:])
 
     def compute_output_spec(self, *args, **kwargs):
+        if _is_model(self.layer):
+            return self._model_output_spec(args[0])
         try:
             return super().compute_output_spec(*args, **kwargs)
         except NotImplementedError:  # the inner layer infers its shapes by tracing
             return self._infer_output_spec(args, kwargs)
+
+    def _model_output_spec(self, x):
+        from ..graph.tensor import SymbolicTensor, is_symbolic
+
+        child = SymbolicTensor(self._child_shape(tuple(x.shape)), x.dtype)
+        try:
+            out = self.layer.compute_output_spec(child)
+        except ValueError as err:
+            raise ValueError(
+                f"TimeDistributed {self.name!r} feeds each timestep of its input "
+                f"{tuple(x.shape)} to model {self.layer.name!r} as shape {child.shape}: {err}"
+            ) from None
+        return jax.tree_util.tree_map(
+            lambda o: SymbolicTensor((o.shape[0], x.shape[1]) + tuple(o.shape[1:]), o.dtype),
+            out, is_leaf=is_symbolic)
 
     def get_config(self):
         config = super().get_config()

@@ -47,18 +47,8 @@ def layout(model: Functional) -> tuple[list, dict[int, Path]]:
     if cached is not None:
         return cached
     model._require_graph()
-    entries: list = []
-    paths: dict[int, Path] = {}
-
-    def walk(m, prefix):
-        for layer in m.layers:
-            if isinstance(layer, Functional):
-                walk(layer, prefix + (layer.name,))
-            elif layer._weights and id(layer) not in paths:
-                paths[id(layer)] = prefix + (layer.name,)
-                entries.append((layer, prefix + (layer.name,)))
-
-    walk(model, ())
+    entries = model._leaf_paths()
+    paths = {id(layer): path for layer, path in entries}
     model._layout_cache = (entries, paths)
     return entries, paths
 
@@ -525,6 +515,8 @@ def trainable_mask(model: Functional, params: dict) -> dict:
     mask: dict = {}
     for layer, path in entries:
         if any(w.trainable for w in layer._weights):
-            _set_in(mask, path, {w.name: path not in frozen for w in layer._weights
-                                 if w.trainable})
+            # Per weight: a wrapper's weights follow the layers it wraps.
+            training = {w.name for w in layer.trainable_weights}
+            _set_in(mask, path, {w.name: path not in frozen and w.name in training
+                                 for w in layer._weights if w.trainable})
     return jax.tree_util.tree_map(lambda _, m: m, params, mask)

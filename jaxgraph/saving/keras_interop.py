@@ -46,6 +46,7 @@ class _FileLayer:
     name_path: tuple
     where: str  # for messages: the group path in the file
     groups: dict  # relative sub-group path ('' = own) -> list of arrays
+    names: list | None = None  # legacy files: each array's weight name, owner prefix dropped
 
     @property
     def n_weights(self) -> int:
@@ -146,6 +147,7 @@ def _legacy_layers(f, source: str, leaf_names: set[str]) -> list[_FileLayer]:
         return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
     per_layer: dict[str, list] = collections.OrderedDict()
+    names: dict[str, list] = {}
     where: dict[str, str] = {}
     for group_name in (text(n) for n in root.attrs["layer_names"]):
         group = get_group(root, group_name, source)
@@ -156,7 +158,8 @@ def _legacy_layers(f, source: str, leaf_names: set[str]) -> list[_FileLayer]:
             # The owning layer: the first path component that names a layer of the model
             # (a nested model's group lists its layers' weights as `<layer>/<weight>`).
             owner = next((p for p in parts[:-1] if p in leaf_names), None)
-            owner = owner or (parts[0] if len(parts) > 1 else group_name)
+            if owner is None:  # a wrapper lists its wrapped model's `<layer>/<weight>`
+                owner = group_name if group_name in leaf_names or len(parts) == 1 else parts[0]
             folder, _, leaf = weight_name.rpartition("/")
             holder = get_group(group, folder, source) if folder else group
             if holder is None or leaf not in holder:
@@ -168,8 +171,10 @@ def _legacy_layers(f, source: str, leaf_names: set[str]) -> list[_FileLayer]:
             if value.dtype.kind in "OV":
                 raise ValueError(f"{source}: weight {weight_name!r} is not numeric")
             per_layer.setdefault(owner, []).append(value)
+            names.setdefault(owner, []).append(
+                "/".join(parts[1:] if parts[0] == owner else parts))
             where.setdefault(owner, group_name)
-    return [_FileLayer(name, (name,), where[name], {"": arrays})
+    return [_FileLayer(name, (name,), where[name], {"": arrays}, names[name])
             for name, arrays in per_layer.items()]
 
 
@@ -229,7 +234,10 @@ def load_keras_weights(model, path) -> None:
     for layer, fl in pairs:
         specs = {w.name: w for w in layer.weights}
         if legacy:
-            plan = [("", [w.name for w in layer.weights])]
+            order = [w.name for w in layer.weights]
+            if sorted(fl.names) == sorted(order):  # Keras 2 listed trainable weights first
+                order = fl.names
+            plan = [("", order)]
         else:
             plan = [(s.path, s.weights) for s in leaf_slots(layer, "") if s.weights]
         ok = True

@@ -179,6 +179,14 @@ def _sub_slots(obj, path: str, prefix: str, leaf: Layer) -> list[Slot]:
                               leaf)
         return out
     inner = getattr(obj, "layer", None)
+    if isinstance(inner, Functional) and getattr(obj, "__dict__", {}).get("_all_inner") == [
+            inner]:  # a wrapped model: Keras writes the model's own walk under `layer`
+        prefixes = _wrapper_parts(obj)
+        slots = [Slot(path, obj.name, leaf)]
+        _walk_model(inner, _join(path, "layer"), {id(inner)}, slots,
+                    lambda child, child_path: _sub_slots(
+                        child, child_path, prefix + prefixes.get(id(child), ""), leaf))
+        return slots
     if isinstance(inner, Layer) and id(inner) in _wrapper_parts(obj):
         sub_prefix = _wrapper_parts(obj)[id(inner)]
         return [Slot(path, obj.name, leaf)] + _sub_slots(inner, _join(path, "layer"),
@@ -211,29 +219,29 @@ def weight_plan(model) -> list[Slot]:
         raise TypeError(f"Expected a jaxgraph Model, got {type(model).__name__}")
     model._require_graph()
     slots: list[Slot] = []
-    visited: set[int] = {id(model)}
-
-    def walk(m, path):
-        slots.append(Slot(path, m.name))
-        used: dict[str, int] = {}
-        for child in keras_layer_order(m):
-            key = keras_snake_case(keras_class_key(child))
-            if key in used:
-                used[key] += 1
-                key = f"{key}_{used[key]}"
-            else:
-                used[key] = 0
-            if id(child) in visited:
-                continue
-            visited.add(id(child))
-            child_path = _join(path, "layers", key)
-            if isinstance(child, Functional):
-                walk(child, child_path)
-            else:
-                slots.extend(leaf_slots(child, child_path))
-
-    walk(model, "")
+    _walk_model(model, "", {id(model)}, slots, leaf_slots)
     return slots
+
+
+def _walk_model(m, path: str, visited: set[int], slots: list[Slot], leaf_fn) -> None:
+    """Append the slots of model `m` at `path`; `leaf_fn(layer, path)` gives a leaf's."""
+    slots.append(Slot(path, m.name))
+    used: dict[str, int] = {}
+    for child in keras_layer_order(m):
+        key = keras_snake_case(keras_class_key(child))
+        if key in used:
+            used[key] += 1
+            key = f"{key}_{used[key]}"
+        else:
+            used[key] = 0
+        if id(child) in visited:
+            continue
+        visited.add(id(child))
+        child_path = _join(path, "layers", key)
+        if isinstance(child, Functional):
+            _walk_model(child, child_path, visited, slots, leaf_fn)
+        else:
+            slots.extend(leaf_fn(child, child_path))
 
 
 def describe(layer: Layer) -> str:
