@@ -331,6 +331,55 @@ def test_shuffle_drawn_ahead_matches_epoch_by_epoch_fits():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("spe", ["auto", 3])
+def test_host_gathered_chunks_train_like_device_gathered_batches(spe, monkeypatch):
+    # On CPU each chunk's rows are gathered with NumPy and sliced in the program; on an
+    # accelerator the program gathers them by index. Same batches, same training: here
+    # with shuffling, a partial last batch, sample weights, a validation set and (spe=3)
+    # a last chunk with inactive steps.
+    from jaxgraph.training import data as data_mod
+    from jaxgraph.training.trainer import Trainer
+
+    x, y = blobs(100)
+    sw = np.linspace(0.5, 1.5, 100).astype("float32")
+    used, results = [], []
+    for path in ("host", "device"):
+        chosen = Trainer.stage_train if path == "host" else Trainer.stage
+        monkeypatch.setattr(Trainer, "stage_train", lambda self, *a, f=chosen: (
+            used.append(type(staged := f(self, *a)).__name__), staged)[1])
+        set_random_seed(5)
+        model = mlp()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], steps_per_execution=spe)
+        hist = model.fit(x, y, sample_weight=sw, batch_size=16, epochs=3, shuffle=True,
+                         validation_data=(x[:20], y[:20]), verbose=0)
+        results.append((hist.history, model.get_weights(), model._trainer.trace_counts))
+    (h_host, w_host, t_host), (h_dev, w_dev, _) = results
+    for key in h_dev:
+        np.testing.assert_allclose(h_host[key], h_dev[key], rtol=1e-5, err_msg=key)
+    for a, b in zip(w_host, w_dev):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert t_host["train_step"] == 1
+    if jax.default_backend() == "cpu":
+        assert used == [data_mod.HostStaged.__name__, data_mod.Staged.__name__]
+
+
+def test_host_gathered_chunks_stay_small():
+    from jaxgraph.training.trainer import HOST_CHUNK_BYTES, _divisor_near
+
+    assert _divisor_near(128, 28) == 16   # a divisor: no inactive steps
+    assert _divisor_near(100, 30) == 25
+    assert _divisor_near(7, 5) == 5       # 7 is prime: a masked tail beats 1 step/dispatch
+    assert _divisor_near(4, 100) == 4
+    model = mlp()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    step_bytes = 128 * (64 + 10) * 4  # the book's MLP on digits, batch 128
+    k = model._trainer.choose_k(128, False, False, step_bytes)
+    if jax.default_backend() == "cpu":
+        assert k == 16 and k * step_bytes <= HOST_CHUNK_BYTES
+    assert model._trainer.choose_k(128, False, False) == 128
+
+
 def test_multi_step_and_compiler_choices_follow_backend_and_layers():
     from jaxgraph.training.trainer import auto_steps_per_execution, step_compiler_options
 

@@ -203,6 +203,51 @@ class Staged:
         return cls([put(a) for a in xs], [put(a) for a in ys], [put(a) for a in sws], n)
 
 
+def _aligned_empty(shape, dtype) -> np.ndarray:
+    """An uninitialised array on a 64-byte boundary: XLA:CPU then adopts the buffer
+    without copying it (`jax.device_put` aliases aligned host memory)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + 64, np.uint8)
+    offset = -raw.ctypes.data % 64
+    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
+@dataclass
+class HostStaged:
+    """Training arrays kept in host memory; each chunk's rows are gathered there.
+
+    On the CPU backend a row gather inside the step program costs more than the step's
+    arithmetic on small models (XLA:CPU gathers element by element): gathering the next
+    chunk with NumPy while the device runs the current one, and slicing batches out of
+    it in the program, hides that cost.
+    """
+
+    xs: list
+    ys: list
+    sws: list
+    n: int
+
+    @classmethod
+    def put(cls, xs, ys, sws):
+        def host(a):
+            return None if a is None else np.ascontiguousarray(np.asarray(a))
+
+        n = xs[0].shape[0] if xs else ys[0].shape[0]
+        return cls([host(a) for a in xs], [host(a) for a in ys], [host(a) for a in sws], n)
+
+    def rows(self, idx: np.ndarray):
+        """The rows `idx` of every array, on the device, in that order."""
+        def take(a):
+            if a is None:
+                return None
+            out = _aligned_empty((len(idx),) + a.shape[1:], a.dtype)
+            np.take(a, idx, axis=0, out=out, mode="clip")  # in range by construction
+            return jax.device_put(out)
+
+        return [take(a) for a in self.xs], [take(a) for a in self.ys], [take(a) for a in self.sws]
+
+
 class EpochPlan:
     """Which rows each step of an epoch uses, shaped (chunks, k, batch).
 
@@ -230,16 +275,21 @@ class EpochPlan:
     def _put(self, a):
         return jax.device_put(a) if self._sharding is None else jax.device_put(a, self._sharding)
 
-    def indices(self, seed: int, epoch: int):
+    def host_indices(self, seed: int, epoch: int) -> np.ndarray:
+        """The epoch's rows, (chunks, k * batch), on the host."""
         if self.shuffle:
             order = np.random.default_rng([seed, epoch]).permutation(self.n)
-        elif self._in_order is not None:
-            return self._in_order
         else:
             order = np.arange(self.n)
         idx = np.zeros(self.chunks * self.k * self.batch_size, np.int32)
         idx[:self.total] = np.resize(order, self.total)
-        staged = self._put(idx.reshape(self.chunks, self.k, self.batch_size))
+        return idx.reshape(self.chunks, self.k * self.batch_size)
+
+    def indices(self, seed: int, epoch: int):
+        if not self.shuffle and self._in_order is not None:
+            return self._in_order
+        staged = self._put(self.host_indices(seed, epoch).reshape(
+            self.chunks, self.k, self.batch_size))
         if not self.shuffle:
             self._in_order = staged
         return staged

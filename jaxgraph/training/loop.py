@@ -155,8 +155,9 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
         xs, ys, sws, n = train_arrays
         if trainer.distribution is not None:
             trainer.distribution.check_batch(batch_size)
-        staged = trainer.stage(xs, ys, sws)
-        k = trainer.choose_k(steps, bool(listeners), progbar_only)
+        staged = trainer.stage_train(xs, ys, sws)
+        k = trainer.choose_k(steps, bool(listeners), progbar_only, _step_bytes(staged,
+                                                                               batch_size))
         train = trainer.train_fn(k, masked=steps % k != 0)
         plan = trainer.epoch_plan(n, batch_size, steps, k, bool(shuffle))
     if val_arrays is not None:
@@ -169,29 +170,29 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
                                trainer.steps.variables_of(trainer.ts))
 
     logs = Logs()
-    next_idx = None  # the next epoch's row order, drawn while the device runs this one
+    feed = None if staged is None else _ChunkFeed(trainer, staged, plan)
     for epoch in range(start, epochs):
         trainer.epoch = epoch
         cbl.call("on_epoch_begin", epoch, Logs())
         if staged is not None:
-            idx_d = plan.indices(trainer.data_seed, epoch) if next_idx is None else next_idx
-            next_idx = None
             valid_d, active_d = plan.valid, plan.active
-            chunks = plan.chunks
-            data = (staged.xs, staged.ys, staged.sws)
-            for c in range(chunks):
+            for c in range(plan.chunks):
                 first = c * k
                 if begin_listeners:
                     cbl.call("on_train_batch_begin", first, Logs())
+                data, idx_d = feed.get(epoch, c)
                 trainer.ts, running = train(trainer.ts, data, idx_d, valid_d, active_d, c)
+                del data
+                # The chunk is dispatched, not finished: preparing the next one now (its
+                # rows, deterministic in seed and epoch) hides that work behind it.
+                if c + 1 < plan.chunks:
+                    feed.prepare(epoch, c + 1)
+                elif epoch + 1 < epochs:
+                    feed.prepare(epoch + 1, 0)
                 if end_listeners:
                     cbl.call("on_train_batch_end", min(first + k, steps) - 1, Logs(running))
                 if model.stop_training:
                     break
-            if epoch + 1 < epochs and not model.stop_training:
-                # The epoch's programs are dispatched, not finished: shuffling the next
-                # epoch's rows (deterministic in seed and epoch) now hides it behind them.
-                next_idx = plan.indices(trainer.data_seed, epoch + 1)
             epoch_logs = dict(running)
         else:
             trainer.ts["metrics"] = trainer._init_metrics_fn()
@@ -216,6 +217,47 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     trainer.push_to_model()
     model.history = history
     return history
+
+
+def _step_bytes(staged, batch_size) -> int | None:
+    """Bytes of one step's rows when they are gathered on the host, else None."""
+    if not isinstance(staged, data_mod.HostStaged):
+        return None
+    arrays = [a for group in (staged.xs, staged.ys, staged.sws) for a in group if a is not None]
+    return batch_size * sum(a[:1].nbytes for a in arrays)
+
+
+class _ChunkFeed:
+    """Each dispatch's data and row indices, one chunk prepared ahead of its use.
+
+    Device-staged data travels whole once; a dispatch gets the epoch's indices. Host-staged
+    data (the CPU backend) sends each chunk's rows, gathered in step order, with no indices.
+    """
+
+    def __init__(self, trainer, staged, plan):
+        self.trainer, self.staged, self.plan = trainer, staged, plan
+        self.on_host = isinstance(staged, data_mod.HostStaged)
+        self._order = {}  # epoch -> its host row order (host-staged data)
+        self._idx = {}  # epoch -> its staged indices (device-staged data)
+        self._ready = None  # ((epoch, chunk), data) prepared ahead
+
+    def prepare(self, epoch: int, c: int) -> None:
+        if not self.on_host:
+            if c == 0 and epoch not in self._idx:
+                self._idx = {epoch: self.plan.indices(self.trainer.data_seed, epoch)}
+            return
+        if epoch not in self._order:
+            self._order = {epoch: self.plan.host_indices(self.trainer.data_seed, epoch)}
+        self._ready = ((epoch, c), self.staged.rows(self._order[epoch][c]))
+
+    def get(self, epoch: int, c: int):
+        if not self.on_host:
+            self.prepare(epoch, 0)
+            return (self.staged.xs, self.staged.ys, self.staged.sws), self._idx[epoch]
+        if self._ready is None or self._ready[0] != (epoch, c):
+            self.prepare(epoch, c)
+        data, self._ready = self._ready[1], None
+        return data, None
 
 
 def _fit_stream_epoch(model, trainer, cbl, stream, steps, begin_listeners, end_listeners):

@@ -57,6 +57,10 @@ def merge_params(train: dict, frozen: dict) -> dict:
     return unflatten_dict(flat)
 
 
+def _row_count(data) -> int:
+    return next(a.shape[0] for group in data for a in group if a is not None)
+
+
 def _chunk(a, c):
     return None if a is None else jax.lax.dynamic_index_in_dim(a, c, keepdims=False)
 
@@ -234,28 +238,49 @@ class Steps:
 
         return [take(a) for a in xs], [take(a) for a in ys], [take(a) for a in sws]
 
+    def rows(self, data, start, size):
+        """Rows [start, start + size) of data already gathered in step order."""
+        def cut(a):
+            return None if a is None else jax.lax.dynamic_slice_in_dim(a, start, size)
+
+        xs, ys, sws = data
+        return [cut(a) for a in xs], [cut(a) for a in ys], [cut(a) for a in sws]
+
     def train_chunk(self, ts, data, idx_all, valid_all, active_all, c, masked=True):
         """Chunk `c` of an epoch: `idx_all` is (chunks, k, batch); inactive steps (padding
-        when k does not divide the epoch) leave the state untouched."""
-        idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
+        when k does not divide the epoch) leave the state untouched. With `idx_all` None,
+        `data` holds the chunk's own rows in step order (gathered on the host), so each
+        step slices its batch instead of gathering it."""
+        if idx_all is None:
+            k = active_all.shape[1]
+            size = _row_count(data) // k
+            idx = jnp.arange(k)
+
+            def fetch(i):
+                return self.rows(data, i * size, size)
+        else:
+            idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
+
+            def fetch(i):
+                return self.gather(data, i)
         valid = _chunk(valid_all, c)
         active = jax.lax.dynamic_index_in_dim(active_all, c, keepdims=False)
         # The epoch's first chunk starts the running metrics afresh (no extra dispatch).
         fresh = self.init_metrics()
-        if idx_all.shape[0] == 1:  # one chunk per epoch: c is always 0
+        if active_all.shape[0] == 1:  # one chunk per epoch: c is always 0
             ts = {**ts, "metrics": fresh}
         else:
             ts = {**ts, "metrics": jax.tree_util.tree_map(
                 lambda z, m: jnp.where(c == 0, z, m), fresh, ts["metrics"])}
         if idx.shape[0] == 1:
-            x, y, sw = self.gather(data, idx[0])
+            x, y, sw = fetch(idx[0])
             return self.train_step(ts, x, y, sw, None if valid is None else valid[0])
 
         def body(ts, inp):
             i, v, a = inp
 
             def run(t):
-                x, y, sw = self.gather(data, i)
+                x, y, sw = fetch(i)
                 return self.train_step(t, x, y, sw, v)
 
             if not masked:
