@@ -380,6 +380,25 @@ def test_host_gathered_chunks_stay_small():
     assert model._trainer.choose_k(128, False, False) == 128
 
 
+@pytest.mark.parametrize("n,batch", [(1000, 32), (17 * 8 - 3, 8), (5, 32)])
+def test_predict_runs_several_batches_per_dispatch_and_matches_apply(n, batch):
+    from jaxgraph.training.loop import PREDICT_BATCHES_PER_DISPATCH, _predict_program
+
+    model = multi_io()
+    rng = np.random.default_rng(3)
+    xa, xb = rng.normal(size=(n, 6)).astype("f4"), rng.normal(size=(n, 4)).astype("f4")
+    reg, cls = model.predict([xa, xb], batch_size=batch, verbose=0)
+    want_reg, want_cls = model.apply(model.variables, [xa, xb])[0]
+    assert reg.shape == (n, 1) and cls.shape == (n, 3)
+    np.testing.assert_allclose(reg, want_reg, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cls, want_cls, rtol=1e-5, atol=1e-6)
+    # One program for every call of this size: the batch start is an argument.
+    model.predict([xa, xb], batch_size=batch, verbose=0)
+    _, steps = _predict_program(model)
+    assert steps.trace_counts["predict_step"] == 1
+    assert PREDICT_BATCHES_PER_DISPATCH > 1
+
+
 def test_multi_step_and_compiler_choices_follow_backend_and_layers():
     from jaxgraph.training.trainer import auto_steps_per_execution, step_compiler_options
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .. import random as jg_random
@@ -400,7 +399,7 @@ def _predict_program(model):
         from .step import Steps
 
         steps = Steps(model, None, None)
-        cache = (jax.jit(steps.predict_chunk, static_argnums=4), steps)
+        cache = (jax.jit(steps.predict_chunk, static_argnums=(4, 5)), steps)
         model._predict_program = cache
     return cache
 
@@ -434,17 +433,28 @@ def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
     return model._output_struct.pack(flat)
 
 
+#: Batches per predict dispatch: a dispatch costs more than a small model's batch.
+PREDICT_BATCHES_PER_DISPATCH = 16
+
+
 def _predict_arrays(model, fn, variables, xs, batch_size):
+    from .trainer import auto_steps_per_execution
+
     n = xs[0].shape[0]
     batch_size = max(1, min(batch_size, n))
     steps = math.ceil(n / batch_size)
-    total = steps * batch_size
+    # Several batches per dispatch, as fit does, except where XLA:CPU's convolutions
+    # lose their fast path inside a loop; the last dispatch may run padding batches.
+    k = 1 if auto_steps_per_execution(model, steps) == 1 else min(
+        steps, PREDICT_BATCHES_PER_DISPATCH)
+    dispatches = math.ceil(steps / k)
+    total = dispatches * k * batch_size
     padded = [np.concatenate([a, np.zeros((total - n,) + a.shape[1:], a.dtype)]) if total > n
               else a for a in xs]
     staged = [jax.device_put(a) for a in padded]
     params, mstate = variables["params"], variables["state"]
-    outs = [fn(params, mstate, staged, jnp.int32(i * batch_size), batch_size)
-            for i in range(steps)]
+    outs = [fn(params, mstate, staged, np.int32(i * k * batch_size), batch_size, k)
+            for i in range(dispatches)]
     outs = jax.device_get(outs)
     flat_outs = []
     for o in outs:

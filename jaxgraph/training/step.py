@@ -305,7 +305,16 @@ class Steps:
         ms, _ = jax.lax.scan(body, ms, (idx, valid))
         return ms
 
-    def predict_chunk(self, params, mstate, xs_all, start, batch_size: int):
-        """Outputs for rows [start, start + batch_size) of the padded, staged inputs."""
-        x = [jax.lax.dynamic_slice_in_dim(a, start, batch_size) for a in xs_all]
-        return self.predict_step(params, mstate, x)
+    def predict_chunk(self, params, mstate, xs_all, start, batch_size: int, k: int = 1):
+        """Outputs for rows [start, start + k * batch_size) of the padded, staged inputs,
+        k batches in one program."""
+        def one(i):
+            x = [jax.lax.dynamic_slice_in_dim(a, start + i * batch_size, batch_size)
+                 for a in xs_all]
+            return self.predict_step(params, mstate, x)
+
+        if k == 1:
+            return one(0)
+        outs = jax.lax.map(one, jnp.arange(k))
+        return jax.tree_util.tree_map(lambda o: o.reshape((k * batch_size,) + o.shape[2:]),
+                                      outs)
