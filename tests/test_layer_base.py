@@ -2,6 +2,7 @@
 lazy weights drawn from the global seed, trainable weights listing."""
 
 import numpy as np
+import pytest
 
 from jaxgraph import Input, Model, layers
 from jaxgraph.utils import set_random_seed
@@ -129,3 +130,75 @@ def test_accelerator_weights_are_drawn_on_the_host(monkeypatch):
     assert executor._host_device([layer for layer in big.layers if layer.built]) is None
     monkeypatch.setattr(executor, "HOST_INIT_MAX_ELEMENTS", 1 << 26)
     assert executor._host_device(big.layers) == jax.devices("cpu")[0]
+
+
+# ---------------------------------------------------------------------------- build()
+
+
+def _keras():
+    return pytest.importorskip("keras")
+
+
+def test_direct_build_leaves_the_layer_usable_like_keras():
+    keras = _keras()
+    ours, theirs = layers.Dense(3), keras.layers.Dense(3)
+    ours.build((None, 4))
+    theirs.build((None, 4))
+    assert ours.built and theirs.built
+    assert len(ours.get_weights()) == len(theirs.get_weights()) == 2
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in theirs.get_weights()]
+    ours.set_weights(theirs.get_weights())
+    x = np.arange(8, dtype="float32").reshape(2, 4)
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), rtol=1e-6)
+    assert len(ours.weights) == 2  # calling did not build (declare weights) again
+    # ... and it takes part in a graph with the weights it already has.
+    i = Input(shape=(4,))
+    model = Model(i, ours(i))
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(theirs(x)), rtol=1e-6)
+
+
+def test_direct_build_for_layers_with_and_without_their_own_build():
+    act = layers.Activation("relu")  # inherits Layer.build
+    act.build((None, 4))
+    assert act.built and act.get_weights() == []
+    lstm = layers.LSTM(2)  # builds an inner cell
+    lstm.build((None, 5, 3))
+    assert lstm.built
+    assert [w.shape for w in lstm.get_weights()] == [(3, 8), (2, 8), (8,)]
+    assert np.asarray(lstm(np.ones((1, 5, 3), "float32"))).shape == (1, 2)
+    bidi = layers.Bidirectional(layers.GRU(2))
+    bidi.build((None, 5, 3))
+    assert bidi.built and len(bidi.get_weights()) == 6
+    mha = layers.MultiHeadAttention(2, 4)  # build(query_shape, value_shape)
+    mha.build((None, 5, 8), (None, 5, 8))
+    assert mha.built and len(mha.get_weights()) == 8
+
+
+def test_failed_build_leaves_the_layer_unbuilt():
+    dense = layers.Dense(2)
+    with pytest.raises(ValueError, match="known last dimension"):
+        dense.build((None, None))
+    assert not dense.built and not dense.weights
+    dense.build((None, 3))
+    assert dense.built and [w.shape for w in dense.weights] == [(3, 2), (2,)]
+
+
+def test_single_input_layer_called_on_a_list_names_layer_and_inputs():
+    keras = _keras()
+    i1, i2 = Input(shape=(3,)), Input(shape=(3,))
+    with pytest.raises(ValueError, match=r"expects 1 input"):
+        keras.layers.Dense(2)([keras.Input((3,)), keras.Input((3,))])
+    pattern = r"'two_in' \(Dense\) expects 1 input.*received 2 input tensors.*\(None, 3\)"
+    with pytest.raises(ValueError, match=pattern):
+        layers.Dense(2, name="two_in")([i1, i2])
+    for layer in (layers.Flatten(), layers.Embedding(5, 2), layers.Conv1D(2, 2)):
+        with pytest.raises(ValueError, match=r"expects 1 input.*received 2 input tensors"):
+            layer([i1, i2])
+    # A layer without an InputSpec that fails on the list still says what it received.
+    with pytest.raises(ValueError, match=r"received, with shapes \[\(None, 3\), \(None, 3\)\]"):
+        layers.LayerNormalization()([i1, i2])
+    # Eagerly too, also once built.
+    dense = layers.Dense(2)
+    dense(np.ones((1, 3), "float32"))
+    with pytest.raises(ValueError, match="expects 1 input.*received 2"):
+        dense([np.ones((1, 3), "float32"), np.ones((1, 3), "float32")])

@@ -146,19 +146,22 @@ def test_conv2d_transpose_dilation_parity():
                   dilation_rate=2, padding="same")
 
 
-def test_conv_transpose_is_the_gradient_of_conv():
-    """Beyond Keras (which refuses strides with dilation): still the adjoint of a conv."""
-    layer = layers.Conv2DTranspose(3, 3, strides=2, dilation_rate=2, use_bias=False,
-                                   kernel_initializer="zeros")
+@pytest.mark.parametrize("strides,dilation,out_size", [(2, 1, 9), (1, 2, 8), (2, 2, 11)])
+def test_conv_transpose_is_the_gradient_of_conv(strides, dilation, out_size):
+    """The adjoint of the forward conv, with strides, dilation, or both (beyond Keras,
+    which refuses both together: XLA computes it exactly)."""
+    layer = layers.Conv2DTranspose(3, 3, strides=strides, dilation_rate=dilation,
+                                   use_bias=False, kernel_initializer="zeros")
     x = _inputs((1, 4, 4, 2))
     layer(x)
     kernel = _random_weights(layer.weights)[0]  # (kh, kw, 3, 2): a forward conv 3 -> 2
     layer.set_weights([kernel])
     y = np.asarray(layer(x))
-    assert y.shape == (1, 11, 11, 3)
+    assert y.shape == (1, out_size, out_size, 3)
 
     def forward(z):
-        return jax.lax.conv_general_dilated(z, kernel, (2, 2), "VALID", rhs_dilation=(2, 2),
+        return jax.lax.conv_general_dilated(z, kernel, (strides,) * 2, "VALID",
+                                            rhs_dilation=(dilation,) * 2,
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     _, vjp = jax.vjp(forward, jnp.zeros(y.shape))
@@ -296,6 +299,64 @@ def test_too_small_input_and_bad_arguments():
         layers.Conv1D(2, 3, data_format="nhwc")
     with pytest.raises(ValueError, match="kernel_size"):
         layers.Conv2D(2, (3, 3, 3))
+
+
+_ALL_CONVS = {
+    "Conv1D": 1, "Conv2D": 2, "Conv3D": 3, "Conv1DTranspose": 1, "Conv2DTranspose": 2,
+    "Conv3DTranspose": 3, "SeparableConv1D": 1, "SeparableConv2D": 2, "DepthwiseConv1D": 1,
+    "DepthwiseConv2D": 2,
+}
+
+
+def _make(lib, cls_name, **kwargs):
+    if not cls_name.startswith("Depthwise"):
+        kwargs["filters"] = 2
+    return getattr(lib.layers, cls_name)(kernel_size=3, **kwargs)
+
+
+def _keras_accepts(name, **kwargs):
+    try:
+        _make(keras, name, **kwargs)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(_ALL_CONVS))
+def test_strides_with_dilation(name):
+    """Keras refuses strides > 1 with dilation_rate > 1 for Conv and ConvTranspose (a
+    limit of TF's kernels); jaxgraph computes them (beyond Keras). Depthwise and separable
+    convolutions accept both in Keras too, and match it."""
+    refused = not _keras_accepts(name, strides=2, dilation_rate=2)
+    assert refused == (not name.startswith(("Depthwise", "Separable")))
+    rank = _ALL_CONVS[name]
+    if not refused:
+        _check_parity(name, _inputs((1,) + (11,) * rank + (2,)), strides=2, dilation_rate=2,
+                      padding="same", **({} if name.startswith("Depthwise") else
+                                         {"filters": 2}), kernel_size=3)
+    elif not name.endswith("Transpose"):  # transposed ones: the adjoint test above
+        layer = _make(jaxgraph, name, strides=2, dilation_rate=2, use_bias=False)
+        x = _inputs((1,) + (11,) * rank + (2,))
+        y = np.asarray(layer(x))
+        spatial = "DHW"[-rank:]
+        want = jax.lax.conv_general_dilated(
+            x, layer.get_weights()[0], (2,) * rank, "VALID", rhs_dilation=(2,) * rank,
+            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    _make(jaxgraph, name, strides=2)
+    _make(jaxgraph, name, dilation_rate=2)
+
+
+@pytest.mark.parametrize("name", sorted(_ALL_CONVS))
+def test_causal_padding_only_where_keras_allows_it(name):
+    allowed = _keras_accepts(name, padding="causal")
+    assert allowed == (name == "Conv1D")
+    for padding in ("causal", "CAUSAL"):
+        if allowed:
+            assert _make(jaxgraph, name, padding=padding).padding == "causal"
+        else:
+            with pytest.raises(ValueError, match=r"(?i)'causal_conv'.*padding.*causal"):
+                _make(jaxgraph, name, padding=padding, name="causal_conv")
 
 
 def test_config_round_trip():

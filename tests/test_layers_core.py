@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxgraph
 from jaxgraph import Input, Model, layers
 
 keras = pytest.importorskip("keras")
@@ -196,6 +197,98 @@ def test_merge_needs_a_list():
 def test_concatenate(axis, shapes):
     inputs = [_data(40 + i, *s) for i, s in enumerate(shapes)]
     assert_parity(layers.Concatenate(axis=axis), keras.layers.Concatenate(axis=axis), inputs)
+
+
+# Padded sequences of different lengths, two branches (0 is the padding token).
+_TOKENS_A = np.array([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0]])
+_TOKENS_B = np.array([[1, 2, 0, 0, 0], [4, 5, 6, 7, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+_MASKED_MERGES = ["add", "subtract", "average", "maximum", "minimum", "multiply",
+                  "concatenate", "concatenate_steps"]
+
+
+def _masked_merge_models(lib, merge, mask_zero):
+    """Two Embedding branches -> merge -> SimpleRNN; also a model ending at the merge."""
+    a, b = lib.Input((5,), dtype="int32"), lib.Input((5,), dtype="int32")
+    ea = lib.layers.Embedding(10, 3, mask_zero=mask_zero[0], name="emb_a")(a)
+    eb = lib.layers.Embedding(10, 3, mask_zero=mask_zero[1], name="emb_b")(b)
+    if merge == "concatenate_steps":
+        merged = lib.layers.Concatenate(axis=1)([ea, eb])
+    else:
+        merged = getattr(lib.layers, merge)([ea, eb])
+    out = lib.layers.SimpleRNN(2, return_sequences=True, name="rnn")(merged)
+    return lib.Model([a, b], out), lib.Model([a, b], merged)
+
+
+@pytest.mark.parametrize("merge", _MASKED_MERGES)
+@pytest.mark.parametrize("mask_zero", [(True, True), (True, False), (False, True)])
+def test_merge_masks_match_keras(merge, mask_zero):
+    """Output masks (OR; none if an input has none; Concatenate's all-ones for unmasked
+    inputs) and Maximum/Minimum/Multiply's masked values, as Keras 3 computes them."""
+    from jaxgraph.lowering import run_model
+
+    k_model, k_merged = _masked_merge_models(keras, merge, mask_zero)
+    j_model, j_merged = _masked_merge_models(jaxgraph, merge, mask_zero)
+    # By name: Keras may order the two embeddings differently in model.weights.
+    for name in ("emb_a", "emb_b", "rnn"):
+        j_model.get_layer(name).set_weights(k_model.get_layer(name).get_weights())
+    inputs = [_TOKENS_A, _TOKENS_B]
+    expected = np.asarray(k_model(inputs))
+    np.testing.assert_allclose(np.asarray(j_model.predict(inputs, verbose=0)), expected,
+                               rtol=1e-5, atol=1e-5)
+    got, _ = j_model.apply(j_model.variables, inputs)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
+    # The merged values and the mask the pure apply path propagates from the merge.
+    k_out = k_merged(inputs)
+    k_mask = getattr(k_out, "_keras_mask", None)
+    values, _, _, masks = run_model(j_merged, j_merged.variables, inputs, with_masks=True)
+    np.testing.assert_allclose(np.asarray(values), np.asarray(k_out), rtol=1e-6, atol=1e-6)
+    if k_mask is None:
+        assert masks[0] is None
+    else:
+        assert masks[0] is not None
+        np.testing.assert_array_equal(np.asarray(masks[0]), np.asarray(k_mask))
+
+
+def test_merge_masks_or_and_keras_masked_values():
+    """Hand-checked: OR of masks; Maximum ignores a masked operand; Multiply uses 1 for
+    masked entries and 0 where all are masked; one unmasked input -> no mask."""
+    x = np.array([[[1.0], [-5.0], [2.0]]], "float32")
+    y = np.array([[[-3.0], [4.0], [7.0]]], "float32")
+    mx = np.array([[True, False, False]])
+    my = np.array([[True, True, False]])
+    both = [mx, my]
+    assert np.asarray(layers.Add().compute_mask([x, y], both)).tolist() == [[True, True, False]]
+    assert layers.Add().compute_mask([x, y], [mx, None]) is None
+    got = np.asarray(layers.Maximum()([x, y], mask=both))
+    # Step 1: x is masked, so -5 is ignored; step 2: both are masked, x's value stays.
+    assert got[0, :, 0].tolist() == [1.0, 4.0, 2.0]
+    assert np.asarray(layers.Maximum()([x, y]))[0, :, 0].tolist() == [1.0, 4.0, 7.0]
+    got = np.asarray(layers.Multiply()([x, y], mask=both))
+    assert got[0, :, 0].tolist() == [-3.0, 4.0, 0.0]
+    got = np.asarray(layers.Multiply()([x, y], mask=[mx, None]))
+    assert got[0, :, 0].tolist() == [-3.0, 4.0, 7.0]
+    # Concatenate on features: an unmasked input makes every step valid.
+    full = layers.Concatenate().compute_mask([x, y], [mx, None])
+    assert np.asarray(full).tolist() == [[True, True, True]]
+    # A dot product drops masks, as in Keras.
+    assert layers.Dot(axes=2).compute_mask([x, y], both) is None
+
+
+@pytest.mark.parametrize("merge", ["add", "subtract", "multiply", "average", "maximum",
+                                   "minimum", "concatenate"])
+@pytest.mark.parametrize("dtypes", [("int32", "float32"), ("int32", "int32"),
+                                    ("float16", "float32"), ("int8", "uint8"),
+                                    ("bool", "int32")])
+def test_merge_dtype_is_the_promoted_type(merge, dtypes):
+    """The declared dtype is the promoted result type (floats in the compute dtype), equal
+    to what the graph computes and to Keras's output dtype on the same arrays."""
+    arrays = [np.ones((2, 3), d) for d in dtypes]
+    expected = np.asarray(getattr(keras.layers, merge)(arrays)).dtype
+    sym = [Input((3,), dtype=d) for d in dtypes]
+    out = getattr(layers, merge)(sym)
+    assert np.dtype(out.dtype) == expected
+    got = Model(sym, out).predict(arrays, verbose=0)
+    assert np.asarray(got).dtype == expected
 
 
 @pytest.mark.parametrize("axes,shapes,normalize", [

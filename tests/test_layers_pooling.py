@@ -102,16 +102,50 @@ def test_global_average_pooling1d_mask_parity(data_format):
     assert j_layer.compute_mask(x, mask) is None
 
 
-def test_global_max_pooling1d_ignores_masked_steps():
-    x = _inputs((2, 5, 3))
-    x[0, 3:] = 100.0  # larger than anything real, but masked
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_max_pooling1d_with_mask_matches_keras(data_format, keepdims):
+    """Keras 3 does not apply the mask in GlobalMaxPooling1D: masked steps count."""
+    x = _inputs((2, 5, 3) if data_format == "channels_last" else (2, 3, 5))
+    if data_format == "channels_last":
+        x[0, 3:] = 100.0  # larger than anything real, and masked
+    else:
+        x[0, :, 3:] = 100.0
     mask = np.array([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0]], bool)
-    layer = layers.GlobalMaxPooling1D()
+    kwargs = dict(data_format=data_format, keepdims=keepdims)
+    # Keras's call takes no mask at all (in a graph it drops the incoming one).
+    expected = np.asarray(keras.layers.GlobalMaxPooling1D(**kwargs)(x))
+    layer = layers.GlobalMaxPooling1D(**kwargs)
     got = np.asarray(layer(x, mask=mask))
-    np.testing.assert_allclose(got[0], x[0, :3].max(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(got[1], np.zeros(3), rtol=1e-6)  # fully masked sample
-    got = np.asarray(layers.GlobalMaxPooling1D(keepdims=True)(x, mask=mask))
-    assert got.shape == (2, 1, 3)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(got, np.asarray(layer(x)), rtol=1e-6)
+    assert np.all(got.reshape(2, 3)[0] == 100.0)  # the masked steps won
+    assert layer.compute_mask(x, mask) is None
+
+
+@pytest.mark.filterwarnings("ignore:.*does not support masking")
+def test_masked_global_max_pooling_model_matches_keras():
+    """Embedding(mask_zero) -> GlobalMaxPooling1D -> Dense with Keras's weights."""
+    def build(lib):
+        inp = lib.Input(shape=(6,), dtype="int32")
+        h = lib.layers.Embedding(10, 4, mask_zero=True, embeddings_initializer="zeros")(inp)
+        h = lib.layers.GlobalMaxPooling1D()(h)
+        out = lib.layers.Dense(2, kernel_initializer="zeros")(h)
+        return lib.Model(inp, out)
+
+    k_model, j_model = build(keras), build(jaxgraph)
+    rng = np.random.default_rng(3)
+    values = [rng.standard_normal(tuple(w.shape)).astype("float32") for w in k_model.weights]
+    values[0][0] = 5.0  # the padding row dominates the max when it takes part
+    k_model.set_weights(values)
+    j_model.set_weights(values)
+    tokens = np.array([[3, 5, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6]], "int32")
+    expected = np.asarray(k_model.predict(tokens, verbose=0))
+    got, _ = j_model.apply(j_model.variables, tokens)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got)[0], np.full(4, 5.0) @ values[1] + values[2],
+                               rtol=1e-5)
 
 
 def test_masked_text_model_matches_keras():

@@ -237,3 +237,36 @@ def test_constraint_errors_and_registration(w):
     assert cons.serialize(test_clip_unit) == "test_clip_unit"
     assert cons.get("test_clip_unit") is test_clip_unit
     assert float(jnp.abs(cons.get("test_clip_unit")(3.0 * w)).max()) <= 1.0
+
+
+def test_penalties_count_in_evaluate_and_val_loss_as_in_keras(keras):
+    """Keras adds `model.losses` in its test step too; a padded last batch (50 rows in
+    batches of 32) regularizes only its real rows, per real row."""
+    import jaxgraph
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 8)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 50)]
+
+    def build(lib):
+        i = lib.Input((8,))
+        h = lib.layers.Dense(16, activation="relu", kernel_regularizer=lib.regularizers.l2(0.1),
+                             activity_regularizer=lib.regularizers.l1(0.01))(i)
+        return lib.Model(i, lib.layers.Dense(3, activation="softmax")(h))
+
+    km, jm = build(keras), build(jaxgraph)
+    jm.set_weights(km.get_weights())
+    for m in (km, jm):
+        m.compile("sgd", "categorical_crossentropy")
+    np.testing.assert_allclose(jm.evaluate(x, y, verbose=0), km.evaluate(x, y, verbose=0),
+                               rtol=1e-6)
+    np.testing.assert_allclose(jm.test_on_batch(x, y), km.test_on_batch(x, y), rtol=1e-6)
+    kh = km.fit(x, y, validation_data=(x, y), batch_size=32, epochs=2, shuffle=False,
+                verbose=0).history
+    jh = jm.fit(x, y, validation_data=(x, y), batch_size=32, epochs=2, shuffle=False,
+                verbose=0).history
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(jh[key], kh[key], rtol=1e-6)
+    p = jm.predict(x, verbose=0)
+    bare = -np.mean(np.sum(y * np.log(np.clip(p, 1e-7, 1)), -1))
+    assert jm.evaluate(x, y, verbose=0) > bare + 0.1  # the l2 penalty alone is above 0.1

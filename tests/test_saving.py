@@ -144,7 +144,7 @@ def test_unknown_class_error_lists_what_to_register(tmp_path, monkeypatch):
     model = Model(x, UnregisteredBlock(name="block")(layers.Dense(3)(x)))
     path = tmp_path / "m.keras"
     save_model(model, path)
-    monkeypatch.delitem(layers_base._LAYER_REGISTRY, "UnregisteredBlock")
+    monkeypatch.delitem(layers_base._DEFINED_LAYERS, "UnregisteredBlock")
     with pytest.raises(ValueError) as info:
         load_model(path)
     msg = str(info.value)

@@ -109,6 +109,14 @@ def test_compile_errors_list_output_names():
         model.compile(loss={"regression": "mse"})
     with pytest.raises(ValueError, match="2 output"):
         model.compile(loss=["mse"])
+    with pytest.warns(UserWarning, match=r"no entry for output\(s\) \['cls'\]"):
+        model.compile(loss={"reg": "mse"})
+    assert model.compiled_loss.loss_fns[1] is None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.compile(loss={"reg": "mse", "cls": None})  # None says so explicitly
 
 
 def test_one_compile_per_fit_with_validation_lr_changes_and_partial_batch():
@@ -161,6 +169,27 @@ def test_sample_and_class_weights():
     ce = -np.log(np.clip(probs[np.arange(40), y], 1e-7, 1))
     assert np.isfinite(hist.history["loss"][0])
     assert ce.shape == (40,)
+
+
+def test_class_weight_on_several_outputs_needs_output_names_and_class_labels():
+    x = np.random.default_rng(0).standard_normal((12, 4)).astype("f4")
+    inp = Input((4,))
+    age = layers.Dense(1, name="age")(inp)
+    cls = layers.Dense(3, activation="softmax", name="cls")(inp)
+    model = Model(inp, [age, cls])
+    model.compile("sgd", ["mse", "sparse_categorical_crossentropy"])
+    y = [x[:, :1] * 10, np.arange(12) % 3]
+    with pytest.raises(ValueError, match="single output.*'age', 'cls'"):
+        model.fit(x, y, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+    # Keyed by output name it applies to that output only: the class-2 rows count 0 there.
+    age_pred, probs = model.predict(x, verbose=0)
+    ce = -np.log(np.clip(probs[np.arange(12), y[1]], 1e-7, 1))
+    logs = model.train_on_batch(x, y, class_weight={"cls": {0: 1.0, 1: 1.0, 2: 0.0}},
+                                return_dict=True)
+    np.testing.assert_allclose(logs["cls_loss"], ce[y[1] != 2].sum() / 12, rtol=1e-5)
+    np.testing.assert_allclose(logs["age_loss"], np.mean((y[0] - age_pred) ** 2), rtol=1e-5)
+    with pytest.raises(ValueError, match="output 'age' needs class labels"):
+        model.fit(x, y, class_weight={"age": {0: 1.0}}, verbose=0)
 
 
 def test_frozen_layers_are_bit_identical_and_have_no_optimizer_state():
@@ -416,3 +445,141 @@ def test_multi_step_and_compiler_choices_follow_backend_and_layers():
     else:
         assert auto_steps_per_execution(conv, 40) == 40
         assert step_compiler_options(dense) is None
+
+
+def _data_path(monkeypatch, path):
+    """Stage fit's training data for the host-gathered ("host") or device-gathered
+    ("device") path, whatever the backend."""
+    from jaxgraph.training.trainer import Trainer
+
+    chosen = Trainer.stage_train if path == "host" else Trainer.stage
+    monkeypatch.setattr(Trainer, "stage_train", lambda self, *a, f=chosen: f(self, *a))
+
+
+@pytest.mark.parametrize("path,spe", [("host", 1), ("host", "auto"), ("device", 2)])
+def test_steps_per_epoch_goes_on_through_the_data_as_keras(path, spe, monkeypatch):
+    # Keras 3 (EpochIterator): with steps_per_epoch below a pass, epoch 2 trains on the
+    # batches after epoch 1's; the epoch that reaches the end of the data stops there
+    # (here epoch 4: batch 9 alone, its 5-row partial batch) and the next epoch starts a
+    # new pass at batch 0. Validation uses the first validation_steps batches each time.
+    _data_path(monkeypatch, path)
+    x, y = blobs(95)
+    xv, yv = blobs(40, seed=1)
+    set_random_seed(30)
+    model = mlp()
+    w0 = model.get_weights()
+    model.compile(optimizer=jaxgraph.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
+                  steps_per_execution=spe)
+    seen = {}
+    record = callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: seen.setdefault(model._trainer.epoch, []).append(b))
+    hist = model.fit(x, y, batch_size=10, steps_per_epoch=3, epochs=9, shuffle=False,
+                     validation_data=(xv, yv), validation_steps=2, verbose=0,
+                     callbacks=[record] if spe == 1 else [])
+    assert model._trainer.trace_counts["train_step"] == 1
+    assert model._trainer.trace_counts["eval_step"] == 1
+
+    ref = mlp()
+    ref.set_weights(w0)
+    ref.compile(optimizer=jaxgraph.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    epochs = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]] * 2 + [[0, 1, 2]]
+    losses, val_losses = [], []
+    for batches in epochs:
+        out = [ref.train_on_batch(x[b * 10:b * 10 + 10], y[b * 10:b * 10 + 10])
+               for b in batches]
+        losses.append(np.average(out, weights=[len(x[b * 10:b * 10 + 10]) for b in batches]))
+        val_losses.append(ref.evaluate(xv[:20], yv[:20], batch_size=20, verbose=0))
+    np.testing.assert_allclose(hist.history["loss"], losses, rtol=1e-5)
+    np.testing.assert_allclose(hist.history["val_loss"], val_losses, rtol=1e-5)
+    for a, b in zip(model.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    if spe == 1:  # batch indices restart each epoch; the short epoch has one batch
+        assert seen == {e: list(range(len(b))) for e, b in enumerate(epochs)}
+    # steps_per_epoch above one pass: each epoch is one pass (as Keras, which warns).
+    hist = model.fit(x, y, batch_size=10, steps_per_epoch=15, epochs=1, shuffle=False,
+                     verbose=0)
+    out = [ref.train_on_batch(x[i:i + 10], y[i:i + 10]) for i in range(0, 95, 10)]
+    np.testing.assert_allclose(hist.history["loss"], [np.average(out, weights=[10] * 9 + [5])],
+                               rtol=1e-5)
+    # evaluate's steps: the first `steps` batches (batches of n / steps without batch_size).
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=10, steps=2, verbose=0),
+                               model.evaluate(x[:20], y[:20], batch_size=20, verbose=0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(model.evaluate(x, y, steps=2, verbose=0),
+                               model.evaluate(x, y, batch_size=95, verbose=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["host", "device"])
+def test_shuffled_steps_per_epoch_sees_each_row_once_per_pass(path, monkeypatch):
+    # Each row is a one-hot feature selecting its own weight, which SGD moves only in the
+    # epoch that uses the row: so the weights that changed in an epoch are its rows.
+    _data_path(monkeypatch, path)
+    n = 95
+    x, y = np.eye(n, dtype="float32"), np.ones((n, 1), "float32")
+
+    def run():
+        model = Sequential([Input(shape=(n,)),
+                            layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+        model.compile(optimizer=jaxgraph.optimizers.SGD(0.5), loss="mse")
+        model._trainer.data_seed = 77
+        rows, before = [], [np.zeros(n)]
+
+        def end(epoch, logs):
+            w = model.get_weights()[0][:, 0]
+            rows.append(set(np.flatnonzero(w != before[0]).tolist()))
+            before[0] = w
+
+        model.fit(x, y, batch_size=10, steps_per_epoch=4, epochs=6, shuffle=True, verbose=0,
+                  callbacks=[callbacks.LambdaCallback(on_epoch_end=end)])
+        assert model._trainer.trace_counts["train_step"] == 1
+        return rows
+
+    rows = run()
+    # 10 batches a pass, 4 steps an epoch: epochs 0-2 make pass 1 (4 + 4 + 2 batches).
+    assert [len(r) for r in rows] == [40, 40, 15, 40, 40, 15]
+    for one_pass in (rows[:3], rows[3:]):
+        assert set.union(*one_pass) == set(range(n))  # every row, each once
+    assert rows[0] != rows[3]  # each pass has its own permutation ...
+    assert rows == run()  # ... deterministic in the seed
+
+
+def test_steps_per_epoch_resume_goes_on_with_the_data(tmp_path):
+    # BackupAndRestore resumes mid-pass at the batch the interrupted run had reached (an
+    # uninterrupted run's weights); a fresh fit from initial_epoch starts at batch 0 of a
+    # new pass, as Keras does.
+    x, y = blobs(95)
+
+    def model_():
+        set_random_seed(31)
+        model = mlp()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model._trainer.data_seed = 5
+        return model
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, logs):
+        if epoch == 5:
+            raise Stop
+
+    kw = dict(batch_size=10, steps_per_epoch=4, epochs=8, shuffle=True, verbose=0)
+    for shuffle in (True, False):
+        kw["shuffle"] = shuffle
+        clean = model_()
+        clean.fit(x, y, **kw)
+        model = model_()
+        backup = str(tmp_path / f"b{shuffle}")
+        with pytest.raises(Stop):
+            model.fit(x, y, callbacks=[callbacks.BackupAndRestore(backup),
+                                       callbacks.LambdaCallback(on_epoch_begin=stop)], **kw)
+        model = model_()
+        hist = model.fit(x, y, callbacks=[callbacks.BackupAndRestore(backup)], **kw)
+        assert hist.epoch == [5, 6, 7]
+        for a, b in zip(model.get_weights(), clean.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    a, b = model_(), model_()
+    first = a.fit(x, y, batch_size=10, steps_per_epoch=3, epochs=2, shuffle=False, verbose=0)
+    later = b.fit(x, y, batch_size=10, steps_per_epoch=3, epochs=4, initial_epoch=2,
+                  shuffle=False, verbose=0)
+    np.testing.assert_allclose(later.history["loss"], first.history["loss"], rtol=1e-6)

@@ -67,6 +67,8 @@ class BackupAndRestore(Callback):
     leaves it in place for the next run.
     """
 
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
+
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
                  delete_checkpoint=True):
         super().__init__()
@@ -137,6 +139,9 @@ class BackupAndRestore(Callback):
                   for name, cb in self._callbacks().items()}
         meta = {
             "epoch": int(epoch),
+            # Where the data started (fit's EpochPlan base): with steps_per_epoch, the
+            # resumed run goes on from the same batch of the same pass.
+            "data_epoch0": int(getattr(self.model._trainer, "data_epoch0", 0) or 0),
             "key_leaves": keys,
             "shapes": [list(v.shape) for v in flat.values()],
             "callbacks": states,
@@ -189,6 +194,7 @@ class BackupAndRestore(Callback):
                                 for name, state in meta["callbacks"].items()}
         self.restored_epoch = int(meta["epoch"])
         self.model._initial_epoch_override = self.restored_epoch
+        self.model._data_epoch0_override = int(meta.get("data_epoch0", 0))
         self._current_epoch = self._epochs_done = self.restored_epoch
         return True
 
@@ -224,11 +230,19 @@ class BackupAndRestore(Callback):
             self._save(self._current_epoch)
 
     def on_epoch_end(self, epoch, logs=None):
-        # The backup is written when the next epoch begins (or training ends), once
-        # every callback has finished with this epoch and updated its own state.
+        # Written now, as Keras does, so an exception anywhere before the next epoch
+        # loses nothing. Callbacks with state listed after this one update it after this
+        # save: the backup is written again once they have (next epoch, or the end).
         self._epochs_done = epoch + 1
         if self.save_freq == "epoch":
-            self._unsaved = True
+            self._save(self._epochs_done)
+            self._unsaved = self._stateful_followers()
+
+    def _stateful_followers(self) -> bool:
+        siblings = list(getattr(self.model, "_callback_list", None) or ())
+        if self not in siblings:
+            return False
+        return any(_has_state(cb) for cb in siblings[siblings.index(self) + 1:])
 
     def on_train_end(self, logs=None):
         epochs = self.params.get("epochs") if self.params else None

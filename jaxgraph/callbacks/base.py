@@ -22,21 +22,43 @@ HOOKS = (
 )
 
 
+def _host_value(v):
+    """Keras's `pythonify_logs`: scalars become Python floats, the rest stays as is."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float, np.generic)) or (isinstance(v, np.ndarray) and v.ndim == 0):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return v
+    return v
+
+
 class Logs(Mapping):
-    """A read-only view of metric values that syncs device scalars on first read."""
+    """A view of metric values that syncs device scalars on first read.
+
+    jaxgraph's own callbacks (classes marked `_lazy_logs`) get this view, so a hook
+    that reads nothing costs no device->host sync. Every other callback gets a plain
+    `dict` of Python floats (`as_dict`), and what it changes there comes back here
+    (`merge`), so the callbacks after it and History see its edits.
+    """
 
     def __init__(self, values: Mapping[str, Any] | None = None):
         self._raw = dict(values or {})
-        self._cache: dict[str, float] = {}
+        self._cache: dict[str, Any] = {}
+
+    def _read_pending(self) -> None:
+        # One device->host transfer for everything not yet read.
+        pending = {k: v for k, v in self._raw.items() if k not in self._cache}
+        if pending:
+            for k, v in jax.device_get(pending).items():
+                self._cache[k] = _host_value(v)
 
     def __getitem__(self, key):
         if key not in self._cache:
             if key not in self._raw:
                 raise KeyError(key)
-            # One device->host transfer for everything not yet read.
-            pending = {k: v for k, v in self._raw.items() if k not in self._cache}
-            for k, v in jax.device_get(pending).items():
-                self._cache[k] = v if isinstance(v, str) else float(np.asarray(v))
+            self._read_pending()
         return self._cache[key]
 
     def __iter__(self):
@@ -45,8 +67,18 @@ class Logs(Mapping):
     def __len__(self):
         return len(self._raw)
 
+    def __contains__(self, key):
+        return key in self._raw
+
     def __setitem__(self, key, value):  # Keras callbacks may add entries (e.g. 'lr')
         self._raw[key] = value
+        if isinstance(value, jax.Array):
+            self._cache.pop(key, None)  # read when (if ever) someone looks
+        else:
+            self._cache[key] = _host_value(value)
+
+    def __delitem__(self, key):
+        del self._raw[key]
         self._cache.pop(key, None)
 
     def pop(self, key, *default):
@@ -57,11 +89,36 @@ class Logs(Mapping):
         for k, v in dict(other).items():
             self[k] = v
 
-    def copy(self) -> dict:
-        return dict(self.items())
+    def as_dict(self) -> dict:
+        """A plain dict of host values (Python floats for scalars), in key order."""
+        self._read_pending()
+        return {k: self._cache[k] for k in self._raw}
+
+    copy = as_dict
+
+    def sync_to(self, view: dict) -> None:
+        """Make `view` (an earlier `as_dict`) equal to this again, in place."""
+        for k in [k for k in view if k not in self._raw]:
+            del view[k]
+        self._read_pending()
+        for k in self._raw:
+            v = self._cache[k]
+            if k not in view or view[k] is not v:
+                view[k] = v
+
+    def merge(self, view: dict) -> None:
+        """Take in a callback's edits of `view`: keys added, changed or deleted."""
+        for k in [k for k in self._raw if k not in view]:
+            del self[k]
+        for k, v in view.items():
+            if k not in self._cache or self._cache[k] is not v:
+                self._raw[k] = v
+                self._cache[k] = v
+        if list(self._raw) != list(view):  # keys deleted and added again: view's order
+            self._raw = {k: self._raw[k] for k in view}
 
     def __repr__(self):
-        return f"Logs({dict(self.items())})"
+        return f"Logs({self.as_dict()})"
 
 
 class Callback:
@@ -136,14 +193,35 @@ class Callback:
         pass
 
 
+_ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
 def overrides(callback: Callback, hook: str) -> bool:
     """Whether `callback` does something in `hook` (directly or via a Keras 2 alias)."""
     cls = type(callback)
     if getattr(cls, hook) is not getattr(Callback, hook):
         return True
-    alias = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
-    if hook in alias:
-        return getattr(cls, alias[hook]) is not getattr(Callback, alias[hook])
+    if hook in _ALIASES:
+        return getattr(cls, _ALIASES[hook]) is not getattr(Callback, _ALIASES[hook])
+    return False
+
+
+def reads_logs_lazily(callback: Callback, hook: str) -> bool:
+    """Whether the code that runs for `hook` is jaxgraph's own and takes a `Logs` view.
+
+    The class that defines the hook (or its Keras 2 alias) must say so itself with
+    `_lazy_logs = True`: a user's subclass of a built-in that overrides the hook, a
+    LambdaCallback, or a function set on the instance gets a plain dict.
+    """
+    if hook in vars(callback) or _ALIASES.get(hook, hook) in vars(callback):
+        return False
+    cls = type(callback)
+    name = hook
+    if getattr(cls, hook) is getattr(Callback, hook) and hook in _ALIASES:
+        name = _ALIASES[hook]
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass).get("_lazy_logs", False) is True
     return False
 
 
@@ -181,8 +259,20 @@ class CallbackList:
             return
         if self.before_hook is not None:
             self.before_hook()
+        logs = args[-1] if args and isinstance(args[-1], Logs) else None
+        view = None  # the plain dict that the user callbacks of this call share
         for c in targets:
-            getattr(c, hook)(*args)
+            if logs is None or reads_logs_lazily(c, hook):
+                getattr(c, hook)(*args)
+                continue
+            # A user callback gets a real dict of Python floats (one sync, as in Keras)
+            # and its edits flow back, to the callbacks after it and to History.
+            if view is None:
+                view = logs.as_dict()
+            else:
+                logs.sync_to(view)  # edits of the lazy callbacks since the last one
+            getattr(c, hook)(*args[:-1], view)
+            logs.merge(view)
         if self.after_hook is not None:
             self.after_hook()
 

@@ -25,6 +25,8 @@ class CSVLogger(Callback):
     run, training stopped early) is written as `NA`.
     """
 
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
+
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.filename = os.fspath(filename)

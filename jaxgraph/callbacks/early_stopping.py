@@ -17,6 +17,8 @@ class EarlyStopping(Callback):
     best epoch, whether or not training stopped early.
     """
 
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
+
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
         super().__init__()

@@ -13,6 +13,8 @@ class History(Callback):
     `epoch` lists the epochs of the latest run.
     """
 
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
+
     def __init__(self):
         super().__init__()
         self.history: dict[str, list] = {}

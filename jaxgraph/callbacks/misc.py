@@ -15,6 +15,8 @@ class TerminateOnNaN(Callback):
     stopping gracefully (so no `on_train_end` cleanup runs, e.g. a backup is kept).
     """
 
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
+
     def __init__(self, raise_error: bool = False):
         super().__init__()
         self.raise_error = bool(raise_error)

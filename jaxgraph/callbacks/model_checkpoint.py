@@ -76,6 +76,8 @@ class ModelCheckpoint(Callback):
     temporary file renamed into place, so a crash never leaves a half-written file.
     """
 
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
                  initial_value_threshold=None):

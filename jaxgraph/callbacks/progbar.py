@@ -66,6 +66,8 @@ class ProgbarLogger(Callback):
     averages. The live bar reads batch logs at most every `refresh_interval` seconds.
     """
 
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
+
     def __init__(self, refresh_interval: float = 0.1):
         super().__init__()
         self.refresh_interval = float(refresh_interval)

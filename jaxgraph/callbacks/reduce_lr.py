@@ -25,6 +25,8 @@ class ReduceLROnPlateau(Callback):
     before counting again; never goes below `min_lr`.
     """
 
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
+
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
                  min_delta=1e-4, cooldown=0, min_lr=0.0, **kwargs):
         super().__init__()
@@ -112,6 +114,8 @@ def _takes_lr(schedule) -> bool:
 class LearningRateScheduler(Callback):
     """Sets the learning rate at the start of each epoch to `schedule(epoch)` or
     `schedule(epoch, lr)` (epochs count from 0, lr is the current rate)."""
+
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
 
     def __init__(self, schedule, verbose=0):
         super().__init__()

@@ -21,8 +21,11 @@ class Structure:
 
     def __init__(self, value, what: str):
         if isinstance(value, dict):
-            self.kind, self.keys = "dict", [str(k) for k in value]
-            flat = list(value.values())
+            # Keras 3 (and every JAX pytree) flattens a dict in sorted key order: inputs,
+            # outputs, layers and weights then come in the same order as Keras's.
+            items = sorted(value.items(), key=lambda kv: str(kv[0]))
+            self.kind, self.keys = "dict", [str(k) for k, _ in items]
+            flat = [v for _, v in items]
         elif isinstance(value, (list, tuple)):
             self.kind, self.keys = "list", None
             flat = list(value)
@@ -71,6 +74,19 @@ class Structure:
                 "pass a list or a dict keyed by input name"
             )
         return [value]
+
+
+def _specs_for_shapes(input_shape):
+    """`build()`'s shapes (with the batch dim) as shape specs, in the same structure."""
+    def one(shape):
+        return SymbolicTensor(tuple(shape), "float32")
+
+    if isinstance(input_shape, dict):
+        return {k: one(v) for k, v in input_shape.items()}
+    if isinstance(input_shape, (list, tuple)) and input_shape and \
+            isinstance(input_shape[0], (list, tuple)):
+        return [one(v) for v in input_shape]
+    return one(input_shape)
 
 
 def _is_array_like_row(value) -> bool:
@@ -322,6 +338,17 @@ class Functional(Layer):
     def needs_rng(self) -> bool:
         return any(layer.needs_rng() for layer in self.layers)
 
+    def inference_needs_rng(self) -> bool:
+        """Whether the model draws randomness even with training=False: a random layer
+        called with `training=True` in the graph (Monte Carlo dropout), here or nested."""
+        for node in getattr(self, "_nodes_in_order", ()):
+            layer = node.layer
+            if isinstance(layer, Functional) and layer.inference_needs_rng():
+                return True
+            if layer.needs_rng() and node.call_args(lambda t: t)[1].get("training") is True:
+                return True
+        return False
+
     @property
     def weights(self):
         return [w for layer in self._weighted_layers() for w in layer.weights]
@@ -377,10 +404,62 @@ class Functional(Layer):
     # ------------------------------------------------------------------ as a layer
 
     def build(self, input_shape) -> None:
+        if self._input_struct is None and self._keras_style_call() is not None \
+                and input_shape is not None:
+            self._build_from_call(_specs_for_shapes(input_shape))
         self._require_graph()
 
     def _maybe_build(self, first_arg) -> None:
+        if self._input_struct is None and self._keras_style_call() is not None:
+            self._build_from_call(first_arg)
         self._require_graph()
+
+    # ------------------------------------------------------------------ subclassed models
+
+    def _keras_style_call(self):
+        """The `call(inputs)` of a Keras-style Model subclass (layers made in __init__,
+        wired in call), or None for a graph given to Model(inputs, outputs)."""
+        call = getattr(type(self), "call", None)
+        return None if call is Layer.call else call
+
+    def _build_from_call(self, sample) -> None:
+        """Trace the subclass's `call` once on Inputs shaped like `sample` (arrays or
+        symbolic tensors, in a dict, list or alone): the graph it wires is the model's,
+        so everything else (init/apply, fit, saving weights) is the functional path."""
+        from .input_layer import Input
+
+        def make(value, name=None):
+            if is_symbolic(value) or isinstance(value, jax.ShapeDtypeStruct):
+                shape, dtype = tuple(value.shape), np.dtype(value.dtype).name \
+                    if value.dtype != "string" else "string"
+            else:
+                arr = np.asarray(value)
+                shape = arr.shape
+                dtype = arr.dtype.name if np.issubdtype(arr.dtype, np.integer) or \
+                    arr.dtype == np.bool_ else "float32"
+            if len(shape) == 0:
+                raise ValueError(f"Model {self.name!r} cannot be built from a scalar input"
+                                 + (f" {name!r}" if name else "") + "; give it a batch axis")
+            return Input(shape=shape[1:], dtype=dtype, name=name)
+
+        if isinstance(sample, dict):
+            inputs = {str(k): make(v, str(k)) for k, v in sample.items()}
+        elif isinstance(sample, (list, tuple)) and not _is_array_like_row(sample):
+            inputs = [make(v) for v in sample]
+        else:
+            inputs = make(sample)
+        outputs = self._keras_style_call()(self, inputs)
+        if isinstance(outputs, tuple):
+            outputs = list(outputs)
+        leaves = outputs.values() if isinstance(outputs, dict) else (
+            outputs if isinstance(outputs, list) else [outputs])
+        bad = [type(o).__name__ for o in leaves if not is_symbolic(o)]
+        if bad:
+            raise TypeError(
+                f"{type(self).__name__}.call must wire layers (and jaxgraph ops) on its inputs "
+                f"and return their outputs, but it returned {bad}: jaxgraph traces call once "
+                "on symbolic Inputs to build the model's graph")
+        self._set_graph(inputs, outputs)
 
     def compute_output_spec(self, inputs, *args, **kwargs):
         """Propagate shapes through the graph without recording any node."""
@@ -445,6 +524,9 @@ class Functional(Layer):
     def _eager_call(self, args, kwargs):
         from ..lowering import apply_model
 
+        if self._input_struct is None and args and self._keras_style_call() is not None:
+            self._build_from_call(args[0])
+
         training = kwargs.pop("training", False)
         rng = kwargs.pop("rng", None)
         if kwargs:
@@ -463,8 +545,18 @@ class Functional(Layer):
 
     @classmethod
     def from_config(cls, config: dict, custom_objects: dict | None = None):
+        """A graph config rebuilds the graph. A Keras-style subclass (its own `call`) is
+        rebuilt from the graph its call wired, as a plain Model: its __init__ arguments
+        are not in the file unless its own get_config puts them there, and then, as in
+        Keras, `cls(**config)` makes it."""
         from .config import functional_from_config
 
+        if "input_layers" not in config or "output_layers" not in config:
+            return cls(**config)
+        if getattr(cls, "call", Layer.call) is not Layer.call:
+            from ..models import Model
+
+            cls = Model
         return functional_from_config(cls, config, custom_objects)
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers.base import Layer
+from ..layers.base import Layer, flush_sync
 from .functional import Functional, _auto_name
 from .input_layer import Input, InputLayer
 from .tensor import SymbolicTensor, canonical_shape, is_symbolic
@@ -67,6 +67,18 @@ class Sequential(Functional):
         return layer
 
     def _rebuild_if_possible(self) -> None:
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            # The training state is laid out for the old stack: hand its weights to the
+            # layers now, and compile again (same arguments) once the stack has changed.
+            trainer.push_to_model()
+            flush_sync()
+            self._trainer = None
+        self._relink()
+        if trainer is not None and self._compile_args is not None:
+            self.compile(**self._compile_args)
+
+    def _relink(self) -> None:
         for layer, node in self._own_nodes:
             if node in layer._nodes:
                 layer._nodes.remove(node)

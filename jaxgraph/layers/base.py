@@ -66,6 +66,21 @@ def reset_names() -> None:
 # ---------------------------------------------------------------------------- registry
 
 _LAYER_REGISTRY: dict[str, type] = {}
+#: Every Layer subclass ever defined, by class name, then by "module.qualname": a
+#: redefinition of the same class (a re-run notebook cell) replaces the old one, and
+#: two different classes that share a name stay apart.
+_DEFINED_LAYERS: dict[str, dict[str, type]] = {}
+#: The "package>Name" a class was registered under (register_serializable).
+_REGISTERED_NAMES: dict[type, str] = {}
+
+
+def _qualified_name(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _is_builtin(cls) -> bool:
+    module = cls.__module__ or ""
+    return module == "jaxgraph" or module.startswith("jaxgraph.")
 
 
 def register_layer(cls_or_name=None):
@@ -80,9 +95,84 @@ def register_layer(cls_or_name=None):
     return lambda cls: deco(cls, cls_or_name)
 
 
-def get_layer_class(name: str, custom_objects: dict | None = None) -> type:
-    if custom_objects and name in custom_objects:
-        return custom_objects[name]
+def register_layer_name(cls, registered_name: str) -> None:
+    """Record `cls` under Keras's `'package>Name'`; configs then store that name."""
+    old = _LAYER_REGISTRY.get(registered_name)
+    if old is not None and old is not cls and _qualified_name(old) != _qualified_name(cls):
+        import warnings
+
+        warnings.warn(
+            f"register_serializable: {registered_name!r} was registered to "
+            f"{_qualified_name(old)}; it now names {_qualified_name(cls)}",
+            stacklevel=3,
+        )
+    _LAYER_REGISTRY[registered_name] = cls
+    _REGISTERED_NAMES[cls] = registered_name
+
+
+def class_metadata(cls) -> dict:
+    """What a config records next to `class_name` to find `cls` again on load.
+
+    Built-in jaxgraph layers need nothing; other classes record their module (and
+    the `'package>Name'` they were registered under), so two classes that share a
+    name never stand in for each other.
+    """
+    if _is_builtin(cls):
+        return {}
+    meta = {"module": cls.__module__}
+    registered = _REGISTERED_NAMES.get(cls)
+    if registered is not None:
+        meta["registered_name"] = registered
+    return meta
+
+
+def _ambiguous(name: str, candidates, module) -> ValueError:
+    where = ", ".join(sorted(_qualified_name(c) for c in candidates))
+    saved = f" (the file says module {module!r})" if module else ""
+    return ValueError(
+        f"Ambiguous layer class {name!r}{saved}: several classes of that name are defined "
+        f"({where}). Register the intended one with "
+        "@jaxgraph.saving.register_serializable(package=...) before saving, or pass "
+        f"custom_objects={{{name!r}: TheClass}} to load_model."
+    )
+
+
+def get_layer_class(name: str, custom_objects: dict | None = None, *,
+                    registered_name: str | None = None, module: str | None = None) -> type:
+    """The class a config's `class_name` (plus `registered_name` / `module`) names.
+
+    Order: `custom_objects` (by registered name, then class name), the registered
+    `'package>Name'`, explicit registrations, then the classes defined so far with
+    that name: the one from `module` when the config records it, else the only one
+    (built-in jaxgraph layers win for configs that record no module). Several
+    candidates and nothing to choose by raise an error naming them all.
+    """
+    if custom_objects:
+        for key in (registered_name, name):
+            if key is not None and key in custom_objects:
+                return custom_objects[key]
+    if registered_name is not None and registered_name in _LAYER_REGISTRY:
+        return _LAYER_REGISTRY[registered_name]
+    candidates = list(_DEFINED_LAYERS.get(name, {}).values())
+    if module is not None:
+        exact = [c for c in candidates if c.__module__ == module]
+        if len(exact) == 1:
+            return exact[0]
+        if len(exact) > 1:
+            raise _ambiguous(name, exact, module)
+        # Saved from another module (a script's __main__, a moved class): any
+        # non-builtin class of that name, if there is exactly one.
+        candidates = [c for c in candidates if not _is_builtin(c)]
+    elif name in _LAYER_REGISTRY:
+        return _LAYER_REGISTRY[name]
+    else:
+        builtin = [c for c in candidates if _is_builtin(c)]
+        if len(builtin) == 1:
+            return builtin[0]
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        raise _ambiguous(name, candidates, module)
     if name in _LAYER_REGISTRY:
         return _LAYER_REGISTRY[name]
     raise ValueError(
@@ -249,6 +339,45 @@ def _shapes_of(x):
 _FILL_A, _FILL_B = 83, 89  # stand-ins for unknown dims when inferring shapes
 
 
+def _tensor_leaves(x) -> list:
+    """The tensors (symbolic or concrete) of a call's first argument."""
+    return [t for t in jax.tree_util.tree_leaves(x, is_leaf=is_symbolic) if hasattr(t, "shape")]
+
+
+def _wrap_build(cls) -> None:
+    """Make `cls.build` mark the layer built, so a direct `layer.build(shape)` leaves it
+    usable as in Keras (weights readable, callable, not built twice).
+
+    Only the outermost `build` of a call chain (a subclass calling `super().build`)
+    sets `built`, and only when it returns. Classes that manage `built` themselves
+    (they override `_maybe_build`: models) are left alone.
+    """
+    fn = cls.__dict__.get("build")
+    if fn is None or getattr(fn, "_marks_built", False):
+        return
+    if cls is not Layer and cls._maybe_build is not Layer._maybe_build:
+        return
+
+    def build(self, *args, **kwargs):
+        depth = self.__dict__.get("_build_depth", 0)
+        self._build_depth = depth + 1
+        try:
+            result = fn(self, *args, **kwargs)
+        finally:
+            self._build_depth = depth
+        if depth == 0:
+            self.built = True
+            if self._build_input_shape is None and args:
+                self._build_input_shape = args[0]
+        return result
+
+    build.__name__, build.__qualname__ = fn.__name__, fn.__qualname__
+    build.__doc__, build.__module__ = fn.__doc__, fn.__module__
+    build.__wrapped__ = fn
+    build._marks_built = True
+    cls.build = build
+
+
 class Layer:
     """Base class of every layer (and of `Model`)."""
 
@@ -259,8 +388,10 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _LAYER_REGISTRY.setdefault(cls.__name__, cls)
+        # By qualified name: a redefinition replaces the stale class, namesakes coexist.
+        _DEFINED_LAYERS.setdefault(cls.__name__, {})[_qualified_name(cls)] = cls
         cls._call_accepts = None
+        _wrap_build(cls)
 
     def __new__(cls, *args, **kwargs):
         obj = super().__new__(cls)
@@ -353,7 +484,45 @@ class Layer:
             kwargs["rng"] = rng
         if "mask" in accepts and mask is not None:
             kwargs["mask"] = mask
+        if self._keras_style_call():
+            with self._weights_as_values(w):
+                return self.call(*args, **kwargs), {}
         return self.call(w, *args, **kwargs), {}
+
+    @classmethod
+    def _keras_style_call(cls) -> bool:
+        """A layer written the Keras way: `call(self, inputs)` reading the weights that
+        `build` stored as attributes (`self.W = self.add_weight(...)`), not `call(w, x)`."""
+        if cls.call is Layer.call:
+            return False
+        params = [p for p in inspect.signature(cls.call).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+        return bool(params) and params[0].name != "w"
+
+    @contextlib.contextmanager
+    def _weights_as_values(self, w):
+        """While a Keras-style `call` runs (it is traced once per compile), the attributes
+        holding this layer's weights hold their values from `w`, the variables pytree."""
+        mine = {id(x) for x in self._weights}
+
+        def value(v):
+            return w[v.name] if isinstance(v, Weight) and id(v) in mine else v
+
+        saved = {}
+        for key, v in list(vars(self).items()):
+            if isinstance(v, Weight) and id(v) in mine:
+                saved[key] = v
+            elif isinstance(v, (list, tuple)) and any(
+                    isinstance(e, Weight) and id(e) in mine for e in v):
+                saved[key] = v
+        try:
+            for key, v in saved.items():
+                object.__setattr__(self, key, type(v)(value(e) for e in v)
+                                   if isinstance(v, (list, tuple)) else value(v))
+            yield
+        finally:
+            for key, v in saved.items():
+                object.__setattr__(self, key, v)
 
     def compute_output_shape(self, input_shape):
         """Override for speed; by default shapes are inferred with `jax.eval_shape`."""
@@ -539,12 +708,21 @@ class Layer:
     def _maybe_build(self, first_arg) -> None:
         if self.built:
             return
+        self._check_input_count(first_arg)
         shapes = _shapes_of(first_arg)
         try:
             self.build(shapes)
         except (ValueError, TypeError) as e:
             if self.name in str(e):
                 raise
+            received = _tensor_leaves(first_arg)
+            if len(received) > 1:
+                raise ValueError(
+                    f"Layer {self.name!r} ({type(self).__name__}) cannot be built for the "
+                    f"{len(received)} input tensors it received, with shapes "
+                    f"{[tuple(t.shape) for t in received]}: {e}. A layer that takes one "
+                    "tensor must be called on one tensor, not a list."
+                ) from e
             raise ValueError(
                 f"Layer {self.name!r} ({type(self).__name__}) cannot be built for input "
                 f"shape {shapes}: {e}"
@@ -552,9 +730,22 @@ class Layer:
         self.built = True
         self._build_input_shape = shapes
 
+    def _check_input_count(self, first_arg) -> None:
+        """Keras's rule: a layer with a single InputSpec takes exactly one tensor."""
+        if not isinstance(self.input_spec, InputSpec):
+            return
+        received = _tensor_leaves(first_arg)
+        if len(received) > 1:
+            raise ValueError(
+                f"Layer {self.name!r} ({type(self).__name__}) expects 1 input, but it "
+                f"received {len(received)} input tensors, with shapes "
+                f"{[tuple(t.shape) for t in received]}"
+            )
+
     def _check_inputs(self, first_arg) -> None:
         if self.input_spec is None:
             return
+        self._check_input_count(first_arg)
         flat = jax.tree_util.tree_leaves(first_arg, is_leaf=is_symbolic)
         specs = self.input_spec if isinstance(self.input_spec, (list, tuple)) else [
             self.input_spec
@@ -573,6 +764,14 @@ class Layer:
         except (ValueError, TypeError) as e:
             if self.name in str(e):
                 raise
+            received = _tensor_leaves(args[0])
+            if len(received) > 1:
+                raise ValueError(
+                    f"Layer {self.name!r} ({type(self).__name__}) cannot be called on the "
+                    f"{len(received)} input tensors it received, with shapes "
+                    f"{[tuple(t.shape) for t in received]}: {e}. A layer that takes one "
+                    "tensor must be called on one tensor, not a list."
+                ) from e
             raise ValueError(
                 f"Layer {self.name!r} ({type(self).__name__}) cannot be called on inputs with "
                 f"shape {_shapes_of(args[0])}: {e}"
@@ -742,6 +941,9 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+_wrap_build(Layer)  # subclasses are wrapped by __init_subclass__
 
 
 class _SpecView:

@@ -381,9 +381,8 @@ class _DepthwiseConv(_ConvBase):
     """Each input channel convolved with its own `depth_multiplier` filters.
 
     Output channel `c * depth_multiplier + m` comes from input channel `c`, as in Keras.
+    Padding is 'valid' or 'same' (Keras allows 'causal' only for Conv1D).
     """
-
-    _allow_causal = True
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
@@ -434,9 +433,10 @@ class DepthwiseConv2D(_DepthwiseConv):
 
 
 class _SeparableConv(_ConvBase):
-    """A depthwise convolution followed by a 1x1 pointwise one (fewer parameters)."""
+    """A depthwise convolution followed by a 1x1 pointwise one (fewer parameters).
 
-    _allow_causal = True
+    Padding is 'valid' or 'same' (Keras allows 'causal' only for Conv1D).
+    """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,

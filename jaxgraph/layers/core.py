@@ -148,6 +148,7 @@ class Flatten(Layer):
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.data_format = data_format or "channels_last"
+        self.input_spec = InputSpec(min_ndim=1)  # as Keras: one tensor, not a list
 
     def call(self, w, x):
         if self.data_format == "channels_first" and x.ndim > 2:
@@ -238,6 +239,7 @@ class Embedding(Layer):
         self.mask_zero = bool(mask_zero)
         self.input_length = input_length
         self._declared_input_dtype = "int32"
+        self.input_spec = InputSpec(min_ndim=1)  # one tensor of indices, not a list
 
     def build(self, input_shape):
         self.add_weight("embeddings", (self.input_dim, self.output_dim),
@@ -296,15 +298,18 @@ class ActivityRegularization(Layer):
 class Lambda(Layer):
     """Wraps any jnp function; its output shape is found with `jax.eval_shape`.
 
-    Saving a Lambda stores the function by name (a registered function or one from
-    an importable module such as `jax.numpy`); anonymous lambdas cannot be saved,
-    because loading never executes code from a file.
+    Saving a Lambda stores the function by name: a function registered with
+    `@jaxgraph.saving.register_serializable()`, a pure array function of `jax.numpy`,
+    `jax.nn`, `jax.lax`, `jax.scipy.special` or `jaxgraph.activations`, or a
+    module-level function, which loading then needs in `custom_objects` (by its
+    name). Anonymous lambdas cannot be saved, and loading never imports a module or
+    executes code named by a file.
     """
 
     def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(function, str):
-            function = resolve_function(function)
+            function = resolve_function(function, owner=self.name)
         if not callable(function):
             raise TypeError(f"Lambda {self.name!r}: function must be callable, got {function!r}")
         self.function = function
@@ -324,6 +329,14 @@ class Lambda(Layer):
     def get_config(self):
         return {"function": function_name(self.function, self.name),
                 "arguments": self.arguments, "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("function"), str):
+            config["function"] = resolve_function(config["function"], custom_objects,
+                                                  owner=config.get("name"))
+        return cls(**config)
 
 
 

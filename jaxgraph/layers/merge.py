@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 
+from ..graph.tensor import is_symbolic
 from .base import Layer
 
 
@@ -26,6 +28,46 @@ def _broadcast_shape(name, shapes):
         else:
             out.append(1)
     return tuple(out)
+
+
+def _input_masks(xs, mask):
+    """One mask (or None) per input, whatever form `mask` came in."""
+    if mask is None:
+        return [None] * len(xs)
+    if not isinstance(mask, (list, tuple)):
+        raise ValueError(f"A merge layer's mask must be a list (one per input), got {mask!r}")
+    if len(mask) != len(xs):
+        raise ValueError(
+            f"A merge layer got {len(xs)} inputs but {len(mask)} masks"
+        )
+    return list(mask)
+
+
+def _features_mask(mask, x):
+    """Keras's `broadcast_to(expand_dims(mask, -1), shape(x))`: a steps mask over x."""
+    return jnp.broadcast_to(jnp.expand_dims(jnp.asarray(mask, bool), -1), x.shape)
+
+
+def _masked_op(op, xs, masks):
+    """Keras 3's `Merge._apply_merge_op_and_or_mask` (Maximum, Minimum): a masked entry
+    takes the other operand's value, so padding never wins over real data."""
+    output = output_mask = None
+    for x, mask in zip(xs, masks):
+        if mask is not None:
+            mask = _features_mask(mask, x)
+        if output is None:
+            output, output_mask = x, mask
+            continue
+        if mask is not None:
+            x = jnp.where(mask, x, output)
+        if output_mask is not None:
+            output = jnp.where(output_mask, output, x)
+        if mask is not None and output_mask is not None:
+            output_mask = jnp.logical_or(output_mask, mask)
+        else:
+            output_mask = None
+        output = op(output, x)
+    return output
 
 
 class _Merge(Layer):
@@ -63,11 +105,28 @@ class _Merge(Layer):
     def call(self, w, inputs):
         return self._merge(list(inputs))
 
+    def _default_output_dtype(self, first):
+        """The promoted dtype of the inputs (float inputs run in the compute dtype), as
+        the merge itself computes it: `add([int32, float32])` is float32."""
+        leaves = jax.tree_util.tree_leaves(first, is_leaf=is_symbolic)
+        compute = jnp.dtype(self.compute_dtype)
+        structs = []
+        for t in leaves:
+            dtype = jnp.dtype(t.dtype)
+            if jnp.issubdtype(dtype, jnp.floating):
+                dtype = compute
+            structs.append(jax.ShapeDtypeStruct((1,) * len(t.shape), dtype))
+        out = jax.eval_shape(lambda *xs: self._merge(list(xs)), *structs)
+        return jnp.dtype(out.dtype).name
+
     def compute_mask(self, inputs, mask=None):
-        if mask is None or all(m is None for m in mask):
+        """Keras 3: the OR of the inputs' masks, and no mask if any input has none."""
+        if mask is None:
             return None
-        masks = [m for m in mask if m is not None]
-        return functools.reduce(jnp.logical_and, masks)
+        masks = _input_masks(inputs, mask)
+        if any(m is None for m in masks):
+            return None
+        return functools.reduce(jnp.logical_or, [jnp.asarray(m, bool) for m in masks])
 
 
 class Add(_Merge):
@@ -91,6 +150,26 @@ class Multiply(_Merge):
     def _merge(self, xs):
         return functools.reduce(jnp.multiply, xs)
 
+    def call(self, w, inputs, mask=None):
+        """As Keras 3: masked entries count as 1 in the product; where every input is
+        masked (all inputs carry a mask) the output is 0."""
+        xs = list(inputs)
+        masks = _input_masks(xs, mask)
+        if all(m is None for m in masks):
+            return self._merge(xs)
+        has_output_mask = all(m is not None for m in masks)
+        output = output_mask = None
+        for x, m in zip(xs, masks):
+            if m is not None:
+                m = _features_mask(m, x)
+                x = jnp.where(m, x, jnp.ones((), x.dtype))
+                if has_output_mask:
+                    output_mask = m if output_mask is None else jnp.logical_or(output_mask, m)
+            output = x if output is None else output * x
+        if has_output_mask:
+            output = jnp.where(output_mask, output, jnp.zeros((), output.dtype))
+        return output
+
 
 class Average(_Merge):
     def _merge(self, xs):
@@ -98,13 +177,25 @@ class Average(_Merge):
 
 
 class Maximum(_Merge):
+    """Element-wise max; as Keras 3, a masked entry takes the other inputs' value."""
+
     def _merge(self, xs):
         return functools.reduce(jnp.maximum, xs)
 
+    def call(self, w, inputs, mask=None):
+        xs = list(inputs)
+        return _masked_op(jnp.maximum, xs, _input_masks(xs, mask))
+
 
 class Minimum(_Merge):
+    """Element-wise min; as Keras 3, a masked entry takes the other inputs' value."""
+
     def _merge(self, xs):
         return functools.reduce(jnp.minimum, xs)
+
+    def call(self, w, inputs, mask=None):
+        xs = list(inputs)
+        return _masked_op(jnp.minimum, xs, _input_masks(xs, mask))
 
 
 class Concatenate(_Merge):
@@ -143,13 +234,23 @@ class Concatenate(_Merge):
         return jnp.concatenate(xs, axis=self.axis)
 
     def compute_mask(self, inputs, mask=None):
-        if mask is None or all(m is None for m in mask):
+        """Keras 3: each mask expanded to its input's shape (an unmasked input counts as
+        all ones), concatenated along `axis`, then `any` over the last axis."""
+        if mask is None:
             return None
-        rank = inputs[0].ndim
-        if self.axis % rank == rank - 1:  # features: the timestep masks are the same
-            return super().compute_mask(inputs, mask)
-        full = [jnp.ones(x.shape[:-1], bool) if m is None else m for x, m in zip(inputs, mask)]
-        return jnp.concatenate(full, axis=self.axis)
+        masks = _input_masks(inputs, mask)
+        if all(m is None for m in masks):
+            return None
+        full = []
+        for x, m in zip(inputs, masks):
+            if m is None:
+                full.append(jnp.ones(x.shape, bool))
+            else:
+                m = jnp.asarray(m, bool)
+                if m.ndim < x.ndim:
+                    m = jnp.logical_or(jnp.expand_dims(m, -1), jnp.zeros(x.shape, bool))
+                full.append(m)
+        return jnp.any(jnp.concatenate(full, axis=self.axis), axis=-1)
 
 
 class Dot(_Merge):
@@ -178,6 +279,9 @@ class Dot(_Merge):
         if len(out) == 1:
             out.append(1)
         return tuple(out)
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # as Keras 3: a dot product drops the masks
 
     def _merge(self, xs):
         a, b = xs

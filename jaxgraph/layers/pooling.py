@@ -176,7 +176,7 @@ class _GlobalPooling(Layer):
 
 
 class _GlobalPooling1D(_GlobalPooling):
-    """Global pooling over steps that skips masked steps and consumes the mask."""
+    """Global pooling over steps; it accepts a mask and consumes it (no output mask)."""
 
     rank = 1
 
@@ -192,18 +192,10 @@ class _GlobalPooling1D(_GlobalPooling):
 
 
 class GlobalMaxPooling1D(_GlobalPooling1D):
-    """Max over steps; masked steps are ignored (a fully masked sample gives 0)."""
+    """Max over all steps. As in Keras 3 an incoming mask does not change the result
+    (padded steps take part in the max); the mask is consumed, not propagated."""
 
     _reduce = "max"
-
-    def call(self, w, x, mask=None):
-        if mask is None:
-            return super().call(w, x)
-        keep = self._expand_mask(mask, x)
-        axis = self._axes()
-        out = jnp.max(jnp.where(keep, x, _lowest(x.dtype)), axis=axis, keepdims=self.keepdims)
-        any_kept = jnp.any(keep, axis=axis, keepdims=self.keepdims)
-        return jnp.where(any_kept, out, jnp.zeros_like(out))
 
 
 class GlobalAveragePooling1D(_GlobalPooling1D):

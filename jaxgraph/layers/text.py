@@ -473,7 +473,7 @@ class TextVectorization(Layer):
             if isinstance(value, str) and value not in _STANDARDIZE + _SPLIT:
                 from .serialization import resolve_function
 
-                config[key] = resolve_function(value, custom_objects)
+                config[key] = resolve_function(value, custom_objects, owner=config.get("name"))
         return cls(**config)
 
 

@@ -260,9 +260,9 @@ class _Run:
     """Everything one evaluation of a graph threads through its nodes."""
 
     __slots__ = ("params", "state", "training", "rng", "paths", "rng_count", "activity",
-                 "overrides")
+                 "overrides", "valid")
 
-    def __init__(self, params, state, training, rng, paths, overrides=None):
+    def __init__(self, params, state, training, rng, paths, overrides=None, valid=None):
         self.params = params
         self.state = state
         self.training = training
@@ -271,6 +271,7 @@ class _Run:
         self.rng_count = 0
         self.activity: list = []
         self.overrides = overrides or {}
+        self.valid = valid  # (batch,) 1/0 for real/padding rows, or None
 
 
 def _cast_floats(tree, dtype):
@@ -323,10 +324,17 @@ def _call_layer(layer, node, run: _Run, args, kwargs, mask):
             state[name] = jnp.asarray(value).astype(spec.dtype)
         _set_in(run.state, path, state)
     if layer.activity_regularizer is not None:
+        valid = run.valid
         for out in jax.tree_util.tree_leaves(outputs):
-            loss = layer.activity_regularizer(out)
-            if out.ndim > 0:
-                loss = loss / out.shape[0]
+            if out.ndim and valid is not None and out.shape[0] == valid.shape[0]:
+                # A padded last batch: the penalty of its real rows, per real row (Keras
+                # regularizes the short batch itself).
+                rows = valid.reshape((-1,) + (1,) * (out.ndim - 1)).astype(out.dtype)
+                loss = layer.activity_regularizer(out * rows) / jnp.maximum(valid.sum(), 1)
+            else:
+                loss = layer.activity_regularizer(out)
+                if out.ndim > 0:
+                    loss = loss / out.shape[0]
             run.activity.append(loss)
     out_mask = None
     if mask is not None or type(layer).compute_mask is not _BASE_COMPUTE_MASK:
@@ -451,7 +459,7 @@ def _prepare_inputs(model: Functional, inputs) -> list:
 
 
 def run_model(model: Functional, variables: dict, inputs, *, training=False, rng=None,
-              with_masks=False):
+              with_masks=False, valid=None):
     """`(outputs, new_state, extra_losses)`: apply plus the layers' added losses; with
     `with_masks`, also each output's propagated mask (None where it has none), in
     `model.output_names` order, for the losses and metrics that honour them."""
@@ -460,7 +468,7 @@ def run_model(model: Functional, variables: dict, inputs, *, training=False, rng
         raise ValueError("variables must be a dict {'params': ..., 'state': ...}, from init()")
     state = _copy_nested(variables.get("state", {}))
     overrides = state.pop(OVERRIDES, None)
-    run = _Run(variables["params"], state, bool(training), as_key(rng), paths, overrides)
+    run = _Run(variables["params"], state, bool(training), as_key(rng), paths, overrides, valid)
     values = _prepare_inputs(model, inputs)
     with collecting_losses() as added:
         results = _run_graph(model, run, values, [None] * len(values))

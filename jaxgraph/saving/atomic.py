@@ -2,7 +2,8 @@
 
 Every saver in jaxgraph writes through `atomic_write`: the bytes go to a temporary
 file in the destination's directory (so the final rename never crosses a file
-system), are flushed and fsynced, and only then replace the target with
+system; for a symbolic link, its target's directory: links are written through, not
+replaced), are flushed and fsynced, and only then replace the target with
 `os.replace`. If anything fails before that, the temporary file is removed and the
 previous file is untouched.
 """
@@ -45,8 +46,13 @@ def _fsync_directory(directory: str) -> None:
 
 @contextlib.contextmanager
 def atomic_write(path):
-    """Yield a binary file object; on clean exit it atomically becomes `path`."""
-    path = os.path.abspath(os.fspath(path))
+    """Yield a binary file object; on clean exit it atomically becomes `path`.
+
+    A `path` that is a symbolic link is written through: the link's final target is
+    replaced (the temporary file lives in the target's directory) and the link stays.
+    """
+    # realpath follows every link (a dangling one too, as open() would).
+    path = os.path.realpath(os.path.abspath(os.fspath(path)))
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise FileNotFoundError(

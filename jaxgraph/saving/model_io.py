@@ -3,11 +3,26 @@
 The archive holds
   - `config.json`: format tag, jaxgraph version, the model's class name and config;
   - `model.weights.h5`: the weights in Keras 3's layout (see `weights_io`);
-  - `compile.json`: the arguments `compile` was called with (when compiled);
+  - `compile.json`: the arguments `compile` was called with (when compiled), with the
+    current `model.loss_weights`;
   - `optimizer.npz`: the optimizer state as a list of plain arrays (when asked).
 The suffix does not matter (`.h5`, `.keras`, `.jgraph`, none). Loading reads JSON
 and numeric arrays only: classes and functions are looked up in registries by
 name, never imported or unpickled from the file.
+
+Custom objects, as in Keras:
+  - a layer class registered with `register_serializable(package=...)` is recorded
+    by its `'package>Name'` (and module) and found by it; an unregistered class by
+    its name and module, so two classes of the same name never stand in for each
+    other silently (an ambiguous name raises an error naming both);
+  - a loss or metric function is recorded by its registered name (losses/metrics
+    `register`, `register_serializable`) or else its `__name__`; loading resolves it
+    through `custom_objects` or those registries, else raises a ValueError naming it
+    and the fixes (`custom_objects`, registering, or `compile=False`);
+  - an optimizer without a config (an `optax.GradientTransformation`) cannot be
+    saved: `save_model` warns and writes no optimizer state, and `load_model`
+    compiles with the saved loss and metrics, the default optimizer ('rmsprop') and
+    a warning that the optimizer was not restored (recompile to choose one).
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ import zipfile
 import numpy as np
 
 from ..graph.functional import Functional
-from ..layers.base import Layer, get_layer_class, register_layer
+from ..layers.base import Layer, class_metadata, get_layer_class, register_layer_name
 from ..layers.serialization import register_function
 from .atomic import atomic_write
 from .weights_io import WEIGHTS_MEMBER, apply_weights_h5, weights_to_bytes
@@ -40,9 +55,11 @@ OPTIMIZER_MEMBER = "optimizer.npz"
 def register_serializable(package: str = "Custom", name: str | None = None):
     """Decorator making a Layer subclass or a function loadable by name.
 
-    A layer class is registered under its class name (what configs record) and
-    `'<package>>name'`; a function under `'<package>>name'`, which is then the name
-    its configs (Lambda layers, losses) store.
+    A layer class is registered under Keras's `'<package>>name'`, which configs
+    record next to the class name and loading resolves first (so `pkgA>Block` and
+    `pkgB>Block` stay apart; registering a redefined class again replaces the old
+    one); a function under `'<package>>name'`, which is then the name its configs
+    (Lambda layers, losses, metrics) store.
     """
 
     def decorator(obj):
@@ -52,10 +69,7 @@ def register_serializable(package: str = "Custom", name: str | None = None):
                     f"register_serializable registers Layer subclasses or functions, "
                     f"got class {obj.__name__}"
                 )
-            register_layer(obj.__name__)(obj)
-            register_layer(f"{package}>{name or obj.__name__}")(obj)
-            if name:
-                register_layer(name)(obj)
+            register_layer_name(obj, f"{package}>{name or obj.__name__}")
             return obj
         if callable(obj):
             fn_name = name or getattr(obj, "__name__", None)
@@ -94,8 +108,55 @@ def _optimizer_arrays(model, path: str) -> list[np.ndarray] | None:
     return arrays
 
 
+def _unserializable_entries(value, where: str):
+    """(where, description, reason) of every '__unserializable__' marker in a compile config."""
+    from ..training.trainer import UNSERIALIZABLE
+
+    if isinstance(value, dict):
+        if value.get("class_name") == UNSERIALIZABLE:
+            config = value.get("config") or {}
+            yield where, config.get("description"), config.get("reason")
+            return
+        for v in value.values():
+            yield from _unserializable_entries(v, where)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _unserializable_entries(v, where)
+
+
+def _current_compile_config(model):
+    """The compile record to save, with the loss weights the model uses now."""
+    compile_config = getattr(model, "_compile_config", None)
+    # compile()'s record keeps the complete file form (functions by name, markers for
+    # what cannot be saved) in `saved`; a plain dict is saved as it is.
+    compile_config = getattr(compile_config, "saved", compile_config)
+    if not isinstance(compile_config, dict):
+        return compile_config
+    compile_config = dict(compile_config)
+    if getattr(model, "_trainer", None) is not None and "loss_weights" in compile_config:
+        try:
+            current = [float(w) for w in model.loss_weights]
+        except (AttributeError, RuntimeError, TypeError, ValueError):
+            return compile_config
+        saved = compile_config["loss_weights"]
+        if saved is None and all(w == 1.0 for w in current):
+            return compile_config
+        names = list(getattr(model, "output_names", []) or [])
+        if isinstance(saved, dict) and len(names) == len(current):
+            compile_config["loss_weights"] = dict(zip(names, current))
+        else:
+            compile_config["loss_weights"] = current
+    return compile_config
+
+
 def save_model(model, path, include_optimizer: bool = True) -> None:
-    """Write `model` (architecture, weights, compile settings, optimizer state) to one file."""
+    """Write `model` (architecture, weights, compile settings, optimizer state) to one file.
+
+    An optimizer that has no config (an `optax.GradientTransformation`) is not saved:
+    a warning says so, no optimizer state is written, and `load_model` compiles with
+    the default optimizer. Loss and metric functions are saved by name (see the
+    module docstring).
+    """
     from .. import __version__
 
     if not isinstance(model, Functional):
@@ -108,15 +169,33 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
         "jaxgraph_version": __version__,
         "date_saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "class_name": type(model).__name__,
+        **class_metadata(type(model)),
         "config": model.get_config(),
     }
     members = [(CONFIG_MEMBER, _json_bytes(config, "model config", path), zipfile.ZIP_DEFLATED)]
     members.append((WEIGHTS_MEMBER, weights_to_bytes(model), zipfile.ZIP_STORED))
-    compile_config = getattr(model, "_compile_config", None)
+    compile_config = _current_compile_config(model)
     if compile_config is not None:
         members.append((COMPILE_MEMBER, _json_bytes(compile_config, "compile config", path),
                         zipfile.ZIP_DEFLATED))
-        arrays = _optimizer_arrays(model, path) if include_optimizer else None
+        lost_optimizer = False
+        if isinstance(compile_config, dict):
+            for key in ("optimizer", "loss", "metrics", "weighted_metrics"):
+                for where, description, reason in _unserializable_entries(
+                        compile_config.get(key), key):
+                    lost_optimizer = lost_optimizer or where == "optimizer"
+                    then = ("load_model will compile with the default optimizer ('rmsprop') "
+                            "and the optimizer state is not saved; call model.compile("
+                            "optimizer=...) after loading to train with it again"
+                            if where == "optimizer" else
+                            "load_model will need compile=False")
+                    warnings.warn(
+                        f"Saving {path!r}: the {where} {description} cannot be serialized "
+                        f"({reason}); {then}.",
+                        stacklevel=2,
+                    )
+        arrays = (_optimizer_arrays(model, path)
+                  if include_optimizer and not lost_optimizer else None)
         if arrays is not None:
             buffer = io.BytesIO()
             np.savez(buffer, **{f"state_{i:06d}": a for i, a in enumerate(arrays)})
@@ -139,8 +218,12 @@ def _unknown_classes(config, custom_objects) -> list[str]:
             cls, inner = value.get("class_name"), value.get("config")
             if isinstance(cls, str) and isinstance(inner, dict) and "name" in inner:
                 try:
-                    get_layer_class(cls, custom_objects)
-                except ValueError:
+                    get_layer_class(cls, custom_objects,
+                                    registered_name=value.get("registered_name"),
+                                    module=value.get("module"))
+                except ValueError as e:
+                    if "Ambiguous" in str(e):
+                        raise
                     if cls not in missing:
                         missing.append(cls)
             for v in value.values():
@@ -193,8 +276,13 @@ def _check_archive(path: str) -> None:
 def _build(config: dict, custom_objects, source: str):
     from .. import models  # noqa: F401  (registers Model and Sequential)
 
+    def top_class():
+        return get_layer_class(config["class_name"], custom_objects,
+                               registered_name=config.get("registered_name"),
+                               module=config.get("module"))
+
     try:
-        cls = get_layer_class(config["class_name"], custom_objects)
+        cls = top_class()
         try:
             return cls.from_config(config["config"], custom_objects=custom_objects)
         except TypeError as e:
@@ -206,7 +294,7 @@ def _build(config: dict, custom_objects, source: str):
             missing = _unknown_classes(config, custom_objects)
             if config["class_name"] not in missing:
                 try:
-                    get_layer_class(config["class_name"], custom_objects)
+                    top_class()
                 except ValueError:
                     missing.insert(0, config["class_name"])
             raise ValueError(
@@ -218,8 +306,124 @@ def _build(config: dict, custom_objects, source: str):
         raise ValueError(f"Cannot load {source!r}: {e}") from e
 
 
+def _resolve_compile_config(compile_config: dict, custom_objects, source: str):
+    """Compile arguments with function references and custom classes resolved.
+
+    Returns `(arguments, optimizer_restored)`. Names resolve through `custom_objects`
+    (full or short name), then the loss / metric / `register_serializable`
+    registries; an unresolvable function raises a ValueError that names it.
+    """
+    from ..layers.serialization import _FUNCTIONS, _safe_table, short_function_name
+    from ..training import losses as losses_mod
+    from ..training import metrics as metrics_mod
+    from ..training.trainer import FUNCTION_REF, UNSERIALIZABLE
+
+    custom_objects = custom_objects or {}
+
+    def function(ref, kind):
+        name = ref.get("config")
+        module = ref.get("module") or ""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{source!r}: {COMPILE_MEMBER} has a malformed {kind} "
+                             f"function entry {ref!r}")
+        short = short_function_name(name)
+        for key in (name, short):
+            if key in custom_objects:
+                return custom_objects[key]
+        registries = [losses_mod._CUSTOM, metrics_mod._CUSTOM]
+        if kind != "loss":
+            registries.reverse()
+        registries += [_FUNCTIONS, _safe_table()]
+        if module == "jaxgraph" or module.startswith("jaxgraph."):
+            registries += [metrics_mod._FUNCTIONS, losses_mod._FUNCTIONS]
+        for registry in registries:
+            if name in registry:
+                return registry[name]
+        plural = "losses" if kind == "loss" else "metrics"
+        raise ValueError(
+            f"Cannot compile the model loaded from {source!r}: its {kind} {name!r} (a "
+            f"function from module {module!r}) is not registered. Pass "
+            f"custom_objects={{{short!r}: {short}}} to load_model, register it before "
+            f"loading (@jaxgraph.saving.register_serializable() or "
+            f"jaxgraph.{plural}.register({short!r}, fn)), or load with compile=False."
+        )
+
+    def resolve(value, kind, top=True):
+        if isinstance(value, str):
+            return custom_objects.get(value, value) if top else value
+        if isinstance(value, list):
+            return [resolve(v, kind, top) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if "class_name" in value and "config" in value:
+            cls = value["class_name"]
+            if cls == FUNCTION_REF:
+                return function(value, kind)
+            if cls == UNSERIALIZABLE:
+                what = (value.get("config") or {}).get("description")
+                raise ValueError(
+                    f"Cannot compile the model loaded from {source!r}: its {kind} {what} "
+                    "could not be saved. Load with compile=False and call compile() again."
+                )
+            config = value["config"]
+            if isinstance(config, dict):
+                config = {k: resolve(v, kind, top=(k == "fn")) for k, v in config.items()}
+            obj = custom_objects.get(cls) if isinstance(cls, str) else None
+            if isinstance(obj, type) and hasattr(obj, "from_config"):
+                return obj.from_config(config or {})
+            value = {**value, "config": config}
+            if not top:
+                return value
+            # A Loss / Metric config becomes the object: compile() would read a dict
+            # as one entry per output.
+            try:
+                return (losses_mod.get if kind == "loss" else metrics_mod.get)(value)
+            except (TypeError, ValueError) as e:
+                raise ValueError(
+                    f"Cannot compile the model loaded from {source!r}: its {kind} {cls!r} "
+                    f"cannot be rebuilt ({e}). Pass custom_objects={{{cls!r}: {cls}}} to "
+                    "load_model, register the class before loading, or load with "
+                    "compile=False."
+                ) from e
+        return {k: resolve(v, kind, top) for k, v in value.items()}
+
+    resolved = dict(compile_config)
+    for key, kind in (("loss", "loss"), ("metrics", "metric"),
+                      ("weighted_metrics", "weighted metric")):
+        if key in resolved:
+            resolved[key] = resolve(resolved[key], kind)
+    restored = True
+    if "optimizer" in resolved:
+        optimizer = resolved["optimizer"]
+        if optimizer is None or (isinstance(optimizer, dict)
+                                 and optimizer.get("class_name") == UNSERIALIZABLE):
+            what = "" if optimizer is None else \
+                f" {(optimizer.get('config') or {}).get('description')}"
+            warnings.warn(
+                f"{source!r}: the optimizer{what} was not saved (it has no config), so it "
+                "was not restored: the model is compiled with the default optimizer "
+                "('rmsprop') and fresh optimizer state. Call model.compile(optimizer=...) "
+                "to train with your own.",
+                stacklevel=3,
+            )
+            resolved["optimizer"] = "rmsprop"
+            restored = False
+        elif isinstance(optimizer, dict) and optimizer.get("class_name") in custom_objects:
+            obj = custom_objects[optimizer["class_name"]]
+            if isinstance(obj, type) and hasattr(obj, "from_config"):
+                resolved["optimizer"] = obj.from_config(optimizer.get("config") or {})
+    return resolved, restored
+
+
 def load_model(path, custom_objects: dict | None = None, compile: bool = True):
-    """Rebuild a model written by `save_model`, with its weights (and compile state)."""
+    """Rebuild a model written by `save_model`, with its weights (and compile state).
+
+    `custom_objects` maps names to layer classes, functions (Lambda layers, losses,
+    metrics) and classes the file refers to but no registry knows. A loss or metric
+    function that cannot be resolved raises a ValueError naming it (`compile=False`
+    loads the model uncompiled); an optimizer that could not be saved (optax) is
+    replaced by the default one, with a warning.
+    """
     source = os.fspath(path)
     _check_archive(source)
     with zipfile.ZipFile(source) as archive:
@@ -265,7 +469,18 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True):
             return model
         if not isinstance(compile_config, dict):
             raise ValueError(f"{source!r}: {COMPILE_MEMBER} must hold a dict of compile args")
-        model.compile(**compile_config)
+        arguments, optimizer_restored = _resolve_compile_config(compile_config,
+                                                                custom_objects, source)
+        if not optimizer_restored:
+            optimizer_arrays = None
+        try:
+            model.compile(**arguments)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"Cannot compile the model loaded from {source!r} with its saved settings: "
+                f"{e} Pass the missing objects as custom_objects={{name: object}} (or "
+                "register them) before loading, or load with compile=False."
+            ) from e
         if optimizer_arrays is not None:
             setter = getattr(model, "set_optimizer_state", None)
             if callable(setter):

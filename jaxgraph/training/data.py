@@ -7,6 +7,7 @@ reported in the user's terms instead of as a tracing error.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -149,15 +150,27 @@ def sample_weights(model, sample_weight, class_weight, ys, n) -> list[np.ndarray
             raise ValueError("class_weight must be a dict {class: weight}")
         if isinstance(class_weight, dict) and set(class_weight) <= set(names) and class_weight:
             cws = [class_weight.get(k) for k in names]
+        elif len(names) > 1:
+            raise ValueError(
+                f"class_weight {{class: weight}} is only supported for models with a single "
+                f"output (as in Keras); model {model.name!r} has outputs {names}. Key it by "
+                "output name, {output: {class: weight}}, or pass sample_weight")
         else:
-            cws = [class_weight] + [None] * (len(names) - 1)
+            cws = [class_weight]
         for i, cw in enumerate(cws):
             if not cw or ys[i] is None:
                 continue
             labels = ys[i]
             if labels.ndim > 1 and labels.shape[-1] > 1:
                 labels = labels.argmax(-1)
-            labels = labels.reshape(labels.shape[0], -1)[:, 0].astype(np.int64)
+            labels = labels.reshape(labels.shape[0], -1)[:, 0]
+            if labels.size and (not np.all(np.isfinite(labels)) or labels.min() < 0
+                                or not np.all(labels == np.round(labels))):
+                raise ValueError(
+                    f"class_weight for output {names[i]!r} needs class labels (integers >= 0 "
+                    "or one-hot rows), but its targets hold other values, e.g. "
+                    f"{labels[np.flatnonzero((labels < 0) | (labels != np.round(labels)))[:3]]}")
+            labels = labels.astype(np.int64)
             table = np.ones(int(max(max(cw), labels.max(initial=0))) + 1, np.float32)
             for cls, weight in cw.items():
                 table[int(cls)] = weight
@@ -251,47 +264,99 @@ class HostStaged:
 class EpochPlan:
     """Which rows each step of an epoch uses, shaped (chunks, k, batch).
 
-    The validity and activity masks never change and are staged once; each epoch only
-    a fresh permutation (drawn on the host, deterministic in (seed, epoch)) travels to
-    the device. The last batch wraps around with weight 0 and, when k does not divide
-    the epoch, trailing steps are inactive, so every dispatch has the same shapes.
-    When every batch is full, `valid` is None and the step has no row mask at all.
+    As in Keras, `steps` below the batches of one pass (`steps_per_epoch`) makes epochs
+    take consecutive batches of a continuing sequence of passes: epoch `base + r` runs
+    batches [j * steps, (j + 1) * steps) of pass r // E, j = r % E, where E epochs make a
+    pass; the pass's last epoch stops at its end (fewer steps, with the partial batch)
+    and the next epoch begins a new pass, with its own permutation. `base` is the epoch
+    the data started at (fit's initial_epoch). Everything is deterministic in (seed,
+    epoch, base): each pass's permutation is drawn from (seed, the pass's first epoch).
+
+    The validity and activity masks never change and are staged once (one pair, or two
+    when a pass ends with a shorter epoch); each epoch only its row order travels to the
+    device. The last batch wraps around with weight 0 and trailing steps of a chunk are
+    inactive, so every dispatch has the same shapes. When every batch of every epoch is
+    full, `valid` is None and the step has no row mask at all.
     """
 
     def __init__(self, n: int, batch_size: int, steps: int, k: int, shuffle: bool,
                  sharding=None):
+        self.per_pass = math.ceil(n / batch_size)
+        steps = max(1, min(int(steps), self.per_pass))
         self.n, self.batch_size, self.steps, self.k, self.shuffle = n, batch_size, steps, k, shuffle
         self.chunks = math.ceil(steps / k)
         self.total = steps * batch_size
-        padded = self.chunks * k * batch_size
-        valid = (np.arange(padded) < min(n, self.total)).astype(np.float32)
-        valid[self.total:] = 0.0
-        active = np.arange(self.chunks * k) < steps
+        self.epochs_per_pass = math.ceil(self.per_pass / steps)
+        # (steps, rows) of an epoch inside a pass, and of the pass's last epoch.
+        head = self.epochs_per_pass - 1
+        kinds = [(steps, min(n, self.total)),
+                 (self.per_pass - head * steps, n - head * self.total)]
+        if self.epochs_per_pass == 1:
+            kinds = kinds[1:]
         self._sharding = sharding
-        self.valid = None if valid.all() else self._put(valid.reshape(self.chunks, k, batch_size))
-        self.active = self._put(active.reshape(self.chunks, k))
-        self._in_order = None  # the unshuffled layout, staged once
+        masks = []
+        for length, rows in kinds:
+            valid = np.arange(self.chunks * k * batch_size) < rows
+            active = np.arange(self.chunks * k) < length
+            masks.append((valid, active, length))
+        # A mask on one kind means a mask on all: one program for every epoch.
+        use_valid = not all(v.all() for v, _, _ in masks)
+        self._masks = [
+            (self._put(v.astype(np.float32).reshape(self.chunks, k, batch_size))
+             if use_valid else None, self._put(a.reshape(self.chunks, k)), length)
+            for v, a, length in masks]
+        # Some chunk has inactive steps: the program must skip them.
+        self.masked = any(length % k for _, _, length in masks)
+        self.valid, self.active, _ = self._masks[0]  # the first epoch of a pass
+        self._in_order = {}  # unshuffled layouts by place in the pass, staged once
+        self._order = None  # (seed, first epoch of the pass, its permutation)
 
     def _put(self, a):
         return jax.device_put(a) if self._sharding is None else jax.device_put(a, self._sharding)
 
-    def host_indices(self, seed: int, epoch: int) -> np.ndarray:
+    def _place(self, epoch: int, base: int) -> tuple[int, int]:
+        """(place of `epoch` in its pass, the pass's first epoch)."""
+        j = (int(epoch) - int(base)) % self.epochs_per_pass
+        return j, int(epoch) - j
+
+    def epoch_steps(self, epoch: int, base: int = 0) -> int:
+        """How many steps `epoch` runs."""
+        return self._masks[-1][2] if self._last(epoch, base) else self.steps
+
+    def _last(self, epoch, base) -> bool:
+        return self._place(epoch, base)[0] == self.epochs_per_pass - 1
+
+    def masks(self, epoch: int, base: int = 0):
+        """(valid, active, chunks) of `epoch`: a pass's last epoch may run fewer chunks."""
+        valid, active, length = self._masks[-1] if self._last(epoch, base) else self._masks[0]
+        return valid, active, math.ceil(length / self.k)
+
+    def _pass_order(self, seed: int, first: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n)
+        if self._order is None or self._order[:2] != (seed, first):
+            self._order = (seed, first, np.random.default_rng([seed, first]).permutation(self.n))
+        return self._order[2]
+
+    def host_indices(self, seed: int, epoch: int, base: int = 0) -> np.ndarray:
         """The epoch's rows, (chunks, k * batch), on the host."""
-        if self.shuffle:
-            order = np.random.default_rng([seed, epoch]).permutation(self.n)
-        else:
-            order = np.arange(self.n)
+        j, first = self._place(epoch, base)
+        order = self._pass_order(seed, first)
+        start = j * self.total
+        rows = order[start:min(self.n, start + self.total)]
+        size = self.epoch_steps(epoch, base) * self.batch_size
         idx = np.zeros(self.chunks * self.k * self.batch_size, np.int32)
-        idx[:self.total] = np.resize(order, self.total)
+        idx[:size] = np.resize(rows, size)  # a partial batch wraps around, with weight 0
         return idx.reshape(self.chunks, self.k * self.batch_size)
 
-    def indices(self, seed: int, epoch: int):
-        if not self.shuffle and self._in_order is not None:
-            return self._in_order
-        staged = self._put(self.host_indices(seed, epoch).reshape(
+    def indices(self, seed: int, epoch: int, base: int = 0):
+        j = self._place(epoch, base)[0]
+        if not self.shuffle and j in self._in_order:
+            return self._in_order[j]
+        staged = self._put(self.host_indices(seed, epoch, base).reshape(
             self.chunks, self.k, self.batch_size))
         if not self.shuffle:
-            self._in_order = staged
+            self._in_order[j] = staged
         return staged
 
 
@@ -307,6 +372,17 @@ def pad_batch(arrays: list, size: int):
                          "batches from a generator must not grow")
     idx = np.resize(np.arange(n), size)
     return [None if a is None else a[idx] for a in arrays], valid
+
+
+def peek_stream(x):
+    """(first batch, a stream equal to x): a one-shot iterator is given back with the
+    peeked batch in front; an indexable or re-iterable one is left as it was."""
+    if hasattr(x, "__getitem__") and hasattr(x, "__len__"):
+        return x[0], x
+    if isinstance(x, Iterator):
+        first = next(x)
+        return first, itertools.chain([first], x)
+    return next(iter(x)), x
 
 
 def unpack_batch(batch):

@@ -88,6 +88,7 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     verbose = _resolve_verbose(verbose)
     stream = data_mod.is_batch_stream(x)
     val_stream = data_mod.is_batch_stream(validation_data)
+    user_batch_size = batch_size
     if stream:
         if y is not None:
             raise ValueError("When x is a generator of batches, y must be None (the batches "
@@ -108,7 +109,11 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
                 data_mod.split_validation(sws, validation_split))
             validation_data = _Split(xv, yv, swv)
             n = xs[0].shape[0]
-        batch_size = batch_size or _DEFAULT_BATCH
+        if not batch_size:  # Keras: steps_per_epoch alone sizes the batches
+            batch_size = math.ceil(n / int(steps_per_epoch)) if steps_per_epoch else \
+                _DEFAULT_BATCH
+        # Keras: with steps_per_epoch below a pass, epochs go on through the data (see
+        # EpochPlan); above it, an epoch still ends with the pass.
         steps = math.ceil(n / batch_size)
         if steps_per_epoch is not None:
             steps = min(steps, int(steps_per_epoch))
@@ -143,11 +148,15 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     if getattr(trainer, "data_seed", None) is None:
         trainer.data_seed = jg_random.next_seed()
     model.stop_training = False
-    model._initial_epoch_override = None
+    model._initial_epoch_override = model._data_epoch0_override = None
     cbl.call("on_train_begin", Logs())
     start = model._initial_epoch_override
     start = initial_epoch if start is None else int(start)
-    model._initial_epoch_override = None
+    # The epoch the data started at (EpochPlan's base): this fit's first epoch, as in
+    # Keras, or that of the run BackupAndRestore resumes, which goes on where it was.
+    base = model._data_epoch0_override
+    trainer.data_epoch0 = start if base is None else int(base)
+    model._initial_epoch_override = model._data_epoch0_override = None
 
     staged = val_staged = None
     if train_arrays is not None:
@@ -157,25 +166,30 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
         staged = trainer.stage_train(xs, ys, sws)
         k = trainer.choose_k(steps, bool(listeners), progbar_only, _step_bytes(staged,
                                                                                batch_size))
-        train = trainer.train_fn(k, masked=steps % k != 0)
         plan = trainer.epoch_plan(n, batch_size, steps, k, bool(shuffle))
+        train = trainer.train_fn(k, masked=plan.masked)
     if val_arrays is not None:
         val_staged = trainer.stage(*val_arrays[:3])
-    val_batch = validation_batch_size or batch_size or _DEFAULT_BATCH
+    # Keras: validation_batch_size, else fit's batch_size, else validation_steps sizes them.
+    val_batch = validation_batch_size or user_batch_size or (
+        math.ceil(val_staged.n / int(validation_steps))
+        if val_staged is not None and validation_steps else _DEFAULT_BATCH)
     if val_staged is not None and start < epochs:
         # The evaluation program compiles on a worker thread while this thread compiles
         # the train program, which is needed first, at its first call: the two overlap.
         _start_evaluate_staged(trainer, cbl, val_staged, val_batch,
-                               trainer.steps.variables_of(trainer.ts))
+                               trainer.steps.variables_of(trainer.ts), validation_steps)
 
     logs = Logs()
-    feed = None if staged is None else _ChunkFeed(trainer, staged, plan)
+    feed = None if staged is None else _ChunkFeed(trainer, staged, plan, trainer.data_epoch0)
     for epoch in range(start, epochs):
         trainer.epoch = epoch
         cbl.call("on_epoch_begin", epoch, Logs())
         if staged is not None:
-            valid_d, active_d = plan.valid, plan.active
-            for c in range(plan.chunks):
+            # A pass's last epoch may be shorter (Keras ends it with the data).
+            valid_d, active_d, chunks = plan.masks(epoch, trainer.data_epoch0)
+            epoch_steps = plan.epoch_steps(epoch, trainer.data_epoch0)
+            for c in range(chunks):
                 first = c * k
                 if begin_listeners:
                     cbl.call("on_train_batch_begin", first, Logs())
@@ -184,12 +198,13 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
                 del data
                 # The chunk is dispatched, not finished: preparing the next one now (its
                 # rows, deterministic in seed and epoch) hides that work behind it.
-                if c + 1 < plan.chunks:
+                if c + 1 < chunks:
                     feed.prepare(epoch, c + 1)
                 elif epoch + 1 < epochs:
                     feed.prepare(epoch + 1, 0)
                 if end_listeners:
-                    cbl.call("on_train_batch_end", min(first + k, steps) - 1, Logs(running))
+                    cbl.call("on_train_batch_end", min(first + k, epoch_steps) - 1,
+                             Logs(running))
                 if model.stop_training:
                     break
             epoch_logs = dict(running)
@@ -200,7 +215,8 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
         if (val_staged is not None or val_stream) and (epoch + 1) % validation_freq == 0:
             variables = trainer.steps.variables_of(trainer.ts)
             if val_staged is not None:
-                val_logs = _evaluate_staged(model, trainer, cbl, val_staged, val_batch, variables)
+                val_logs = _evaluate_staged(model, trainer, cbl, val_staged, val_batch, variables,
+                                            validation_steps)
             else:
                 val_logs = _evaluate_stream(model, trainer, cbl, validation_data,
                                             validation_steps, variables)
@@ -233,8 +249,8 @@ class _ChunkFeed:
     data (the CPU backend) sends each chunk's rows, gathered in step order, with no indices.
     """
 
-    def __init__(self, trainer, staged, plan):
-        self.trainer, self.staged, self.plan = trainer, staged, plan
+    def __init__(self, trainer, staged, plan, base=0):
+        self.trainer, self.staged, self.plan, self.base = trainer, staged, plan, base
         self.on_host = isinstance(staged, data_mod.HostStaged)
         self._order = {}  # epoch -> its host row order (host-staged data)
         self._idx = {}  # epoch -> its staged indices (device-staged data)
@@ -243,10 +259,12 @@ class _ChunkFeed:
     def prepare(self, epoch: int, c: int) -> None:
         if not self.on_host:
             if c == 0 and epoch not in self._idx:
-                self._idx = {epoch: self.plan.indices(self.trainer.data_seed, epoch)}
+                self._idx = {epoch: self.plan.indices(self.trainer.data_seed, epoch,
+                                                      self.base)}
             return
         if epoch not in self._order:
-            self._order = {epoch: self.plan.host_indices(self.trainer.data_seed, epoch)}
+            self._order = {epoch: self.plan.host_indices(self.trainer.data_seed, epoch,
+                                                         self.base)}
         self._ready = ((epoch, c), self.staged.rows(self._order[epoch][c]))
 
     def get(self, epoch: int, c: int):
@@ -313,29 +331,51 @@ def _single_or_list(arrays):
 # ---------------------------------------------------------------------------- evaluate
 
 
-def _eval_plan(trainer, cbl, staged, batch_size):
-    listeners = _wants(cbl, ["on_test_batch_begin", "on_test_batch_end"])
+def _eval_batch_size(trainer, batch_size) -> int:
     if trainer.distribution is not None:  # pad evaluation batches to a multiple of devices
         r = trainer.distribution.num_replicas
         batch_size = math.ceil(batch_size / r) * r
-    steps = math.ceil(staged.n / batch_size)
+    return batch_size
+
+
+def _eval_batches(trainer, n, batch_size) -> int:
+    """The number of batches evaluate runs over n samples (`params['steps']`)."""
+    return math.ceil(n / _eval_batch_size(trainer, batch_size))
+
+
+def _stream_batches(stream, steps):
+    """The number of batches of a stream, where known: `steps`, else its length."""
+    if steps is not None:
+        return int(steps)
+    try:
+        return len(stream)
+    except TypeError:
+        return None
+
+
+def _eval_plan(trainer, cbl, staged, batch_size, steps=None):
+    """`steps` (Keras's validation_steps / evaluate's steps): the first `steps` batches,
+    the same ones every time."""
+    listeners = _wants(cbl, ["on_test_batch_begin", "on_test_batch_end"])
+    batch_size = _eval_batch_size(trainer, batch_size)
+    steps = min(math.ceil(staged.n / batch_size), int(steps or staged.n))
     k = 1 if listeners else (1 if trainer.choose_k(steps, False, False) == 1 else steps)
     return trainer.epoch_plan(staged.n, batch_size, steps, k, False), listeners
 
 
-def _start_evaluate_staged(trainer, cbl, staged, batch_size, variables):
+def _start_evaluate_staged(trainer, cbl, staged, batch_size, variables, steps=None):
     """Begin compiling the evaluation program of `_evaluate_staged` ahead of its use."""
-    plan, _ = _eval_plan(trainer, cbl, staged, batch_size)
-    trainer.eval_fn().start(trainer._init_metrics_fn(), variables["params"],
+    plan, _ = _eval_plan(trainer, cbl, staged, batch_size, steps)
+    trainer.eval_fn().start(trainer.init_eval_metrics(fresh_key=False), variables["params"],
                             variables["state"], (staged.xs, staged.ys, staged.sws),
                             plan.indices(0, 0), plan.valid, 0)
 
 
-def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables):
-    plan, listeners = _eval_plan(trainer, cbl, staged, batch_size)
+def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables, steps=None):
+    plan, listeners = _eval_plan(trainer, cbl, staged, batch_size, steps)
     idx_d, valid_d, chunks = plan.indices(0, 0), plan.valid, plan.chunks
     fn = trainer.eval_fn()
-    ms = trainer._init_metrics_fn()
+    ms = trainer.init_eval_metrics()
     data = (staged.xs, staged.ys, staged.sws)
     cbl.call("on_test_begin", Logs())
     for c in range(chunks):
@@ -350,8 +390,9 @@ def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables):
 
 def _evaluate_stream(model, trainer, cbl, stream, steps, variables):
     fn = trainer.stream_eval_fn()
-    ms = trainer._init_metrics_fn()
+    ms = trainer.init_eval_metrics()
     size = None
+    listeners = _wants(cbl, ["on_test_batch_begin", "on_test_batch_end"])
     cbl.call("on_test_begin", Logs())
     for step, batch in enumerate(stream):
         if steps is not None and step >= steps:
@@ -361,8 +402,12 @@ def _evaluate_stream(model, trainer, cbl, stream, steps, variables):
         size = size or n
         arrays, valid = data_mod.pad_batch(list(xs) + list(ys) + list(sws), size)
         nx, ny = len(xs), len(ys)
+        if listeners:
+            cbl.call("on_test_batch_begin", step, Logs())
         ms = fn(ms, variables["params"], variables["state"], arrays[:nx], arrays[nx:nx + ny],
                 arrays[nx + ny:], valid)
+        if listeners:
+            cbl.call("on_test_batch_end", step, Logs(trainer._results_fn(ms)))
     results = trainer._results_fn(ms)
     cbl.call("on_test_end", Logs(results))
     return dict(results)
@@ -375,15 +420,24 @@ def run_evaluate(model, trainer, x, y, *, batch_size, verbose, sample_weight, st
         variables = trainer.steps.variables_of(trainer.ts)
     else:
         variables = model.variables
-    params = {"epochs": 1, "steps": steps, "verbose": verbose}
-    cbl, _ = _make_callbacks(model, trainer, callbacks, 0, params, None, False)
-    if data_mod.is_batch_stream(x):
-        results = _evaluate_stream(model, trainer, cbl, x, steps, variables)
+    stream = data_mod.is_batch_stream(x)
+    if stream:
+        batches = _stream_batches(x, steps)
     else:
         xs, ys, sws, n = model._prepare(trainer, x, y, sample_weight, None)
         staged = trainer.stage(xs, ys, sws)
-        results = _evaluate_staged(model, trainer, cbl, staged, batch_size or _DEFAULT_BATCH,
-                                   variables)
+        if not batch_size:  # Keras: steps alone sizes the batches
+            batch_size = math.ceil(n / int(steps)) if steps else _DEFAULT_BATCH
+        batches = _eval_batches(trainer, n, batch_size)
+        if steps is not None:  # Keras: the first `steps` batches
+            batches = min(batches, int(steps))
+    params = {"epochs": 1, "steps": batches, "verbose": verbose}  # Keras: the batch count
+    cbl, _ = _make_callbacks(model, trainer, callbacks, 0, params, None, False)
+    _silence_quiet_batch_hooks(cbl)
+    if stream:
+        results = _evaluate_stream(model, trainer, cbl, x, steps, variables)
+    else:
+        results = _evaluate_staged(model, trainer, cbl, staged, batch_size, variables, steps)
     out = {k: float(v) for k, v in jax.device_get(results).items()}
     if verbose:
         print(" - ".join(f"{k}: {v:.4f}" for k, v in out.items()))
@@ -405,6 +459,7 @@ def _predict_program(model):
 
 
 def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
+    x = model._maybe_build_from_data(x)
     trainer = model._trainer
     if trainer is not None and trainer.ts is not None:
         trainer.pull_from_model()
@@ -412,23 +467,32 @@ def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
     else:
         variables = model.variables
     fn, _ = _predict_program(model)
-    params = {"epochs": 1, "steps": steps, "verbose": 0}
+    stream = data_mod.is_batch_stream(x)
+    if stream:
+        batches = _stream_batches(x, steps)
+    else:
+        xs = data_mod.flatten_x(model, x)
+        data_mod.sample_count([(f"x[{nm!r}]", a) for nm, a in zip(model.input_names, xs)])
+        n = xs[0].shape[0]
+        batches = math.ceil(n / max(1, min(batch_size or _DEFAULT_BATCH, n)))
+    params = {"epochs": 1, "steps": batches, "verbose": 0}  # Keras: the batch count
     cbl, _ = _make_callbacks(model, trainer, callbacks, 0, params, None, False)
+    _silence_quiet_batch_hooks(cbl)
+    model.stop_predicting = False
     cbl.call("on_predict_begin", Logs())
-    if data_mod.is_batch_stream(x):
+    if stream:
         outs = []
         for i, batch in enumerate(x):
             if steps is not None and i >= steps:
                 break
             bx, _, _ = data_mod.unpack_batch(batch)
             xs = data_mod.flatten_x(model, bx)
-            outs.append(_predict_arrays(model, fn, variables, xs, xs[0].shape[0]))
+            outs.append(_predict_arrays(model, fn, variables, xs, xs[0].shape[0], cbl, i))
+            if model.stop_predicting:
+                break
         flat = [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
     else:
-        model._maybe_build_from_data(x)
-        xs = data_mod.flatten_x(model, x)
-        data_mod.sample_count([(f"x[{nm!r}]", a) for nm, a in zip(model.input_names, xs)])
-        flat = _predict_arrays(model, fn, variables, xs, batch_size or _DEFAULT_BATCH)
+        flat = _predict_arrays(model, fn, variables, xs, batch_size or _DEFAULT_BATCH, cbl)
     cbl.call("on_predict_end", Logs())
     return model._output_struct.pack(flat)
 
@@ -437,15 +501,29 @@ def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
 PREDICT_BATCHES_PER_DISPATCH = 16
 
 
-def _predict_arrays(model, fn, variables, xs, batch_size):
+def _flat_outputs(model, o) -> list:
+    if isinstance(o, dict):
+        return [o[name] for name in model.output_names]
+    if isinstance(o, (list, tuple)):
+        return list(o)
+    return [o]
+
+
+def _predict_arrays(model, fn, variables, xs, batch_size, cbl=None, first_batch=0):
+    """Predictions for `xs`, `batch_size` rows a batch. With callbacks listening to
+    predict batches, one batch per dispatch between their hooks (batch indices from
+    `first_batch`); otherwise several batches per dispatch and no Python per batch."""
     from .trainer import auto_steps_per_execution
 
     n = xs[0].shape[0]
     batch_size = max(1, min(batch_size, n))
     steps = math.ceil(n / batch_size)
+    begin = cbl is not None and bool(_wants(cbl, ["on_predict_batch_begin"]))
+    end = cbl is not None and bool(_wants(cbl, ["on_predict_batch_end"]))
     # Several batches per dispatch, as fit does, except where XLA:CPU's convolutions
-    # lose their fast path inside a loop; the last dispatch may run padding batches.
-    k = 1 if auto_steps_per_execution(model, steps) == 1 else min(
+    # lose their fast path inside a loop, or callbacks watch each batch; the last
+    # dispatch may run padding batches.
+    k = 1 if begin or end or auto_steps_per_execution(model, steps) == 1 else min(
         steps, PREDICT_BATCHES_PER_DISPATCH)
     dispatches = math.ceil(steps / k)
     total = dispatches * k * batch_size
@@ -453,17 +531,28 @@ def _predict_arrays(model, fn, variables, xs, batch_size):
               else a for a in xs]
     staged = [jax.device_put(a) for a in padded]
     params, mstate = variables["params"], variables["state"]
-    outs = [fn(params, mstate, staged, np.int32(i * k * batch_size), batch_size, k)
-            for i in range(dispatches)]
-    outs = jax.device_get(outs)
-    flat_outs = []
-    for o in outs:
-        if isinstance(o, dict):
-            flat_outs.append([o[k] for k in model.output_names])
-        elif isinstance(o, (list, tuple)):
-            flat_outs.append(list(o))
-        else:
-            flat_outs.append([o])
+    # A fresh key per call for layers random at inference (Monte Carlo dropout), as
+    # Keras draws from its seed generator; other models take none and draw nothing.
+    rng = jg_random.next_key() if model.inference_needs_rng() else None
+    if not (begin or end):
+        outs = [fn(params, mstate, staged, np.int32(i * k * batch_size), batch_size, k, rng)
+                for i in range(dispatches)]
+    else:
+        outs = []
+        for i in range(steps):
+            if begin:
+                cbl.call("on_predict_batch_begin", first_batch + i, Logs())
+            o = fn(params, mstate, staged, np.int32(i * batch_size), batch_size, 1, rng)
+            outs.append(o)
+            if end:
+                rows = min(batch_size, n - i * batch_size)
+                flat = [a if rows == batch_size else a[:rows] for a in _flat_outputs(model, o)]
+                cbl.call("on_predict_batch_end", first_batch + i,
+                         Logs({"outputs": model._output_struct.pack(flat)}))
+            if getattr(model, "stop_predicting", False):
+                n = min(n, (i + 1) * batch_size)
+                break
+    flat_outs = [_flat_outputs(model, o) for o in jax.device_get(outs)]
     return [np.concatenate([o[j] for o in flat_outs])[:n] for j in range(len(flat_outs[0]))]
 
 

@@ -723,7 +723,21 @@ def deserialize(config):
 
 
 def serialize(metric):
-    """{'class_name', 'config'} that `get` turns back into an equivalent metric."""
+    """{'class_name', 'config'} that `get` turns back into an equivalent metric.
+
+    A metric function registered with `register` (or a built-in one) serializes to
+    its name; any other function raises a TypeError saying how to register it.
+    """
+    if not isinstance(metric, Metric) and not isinstance(metric, type) and callable(metric):
+        for name, obj in _CUSTOM.items():
+            if obj is metric:
+                return name
+        if _FUNCTIONS.get(getattr(metric, "__name__", None)) is metric:
+            return metric.__name__
+        raise TypeError(
+            f"Cannot serialize metric function {getattr(metric, '__name__', metric)!r}: "
+            "register it first with jaxgraph.metrics.register(name, fn)."
+        )
     if not isinstance(metric, Metric):
         raise TypeError(f"serialize expects a Metric, got {metric!r}.")
     names = {v: k for k, v in _CUSTOM.items() if isinstance(v, type)}

@@ -67,6 +67,15 @@ def build_objective(model, loss, loss_weights, metrics, weighted_metrics=None) -
     else:
         loss_fns = [None if s is None else losses_mod.get(s)
                     for s in _per_output(loss, names, "loss", allow_missing=True)]
+        left_out = [k for k in names if isinstance(loss, dict) and k not in loss]
+        if left_out:
+            # Keras 2 warned, Keras 3 raises; an explicit None says "no loss" silently.
+            import warnings
+
+            warnings.warn(
+                f"Model {model.name!r}: the loss dict has no entry for output(s) {left_out}, "
+                "so they are not trained and their targets are ignored. Give them a loss, or "
+                "None to say so explicitly.", stacklevel=3)
     if loss_weights is None:
         weights = [1.0] * len(names)
     else:

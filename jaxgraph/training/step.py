@@ -65,6 +65,11 @@ def _chunk(a, c):
     return None if a is None else jax.lax.dynamic_index_in_dim(a, c, keepdims=False)
 
 
+# Key of the evaluation metric state that carries the rng of a model random at
+# inference (a layer called with training=True); results() never reports it.
+EVAL_RNG = "_rng"
+
+
 class Steps:
     """Pure functions over the training state for one model + objective + optimizer."""
 
@@ -84,6 +89,12 @@ class Steps:
         if self._mask_cache is None:
             self._mask_cache = trainable_mask(self.model, params)
         return self._mask_cache
+
+    def mask_is_stale(self) -> bool:
+        """Whether a `trainable` flag changed since the mask (and so the state's split into
+        trained and frozen weights) was fixed."""
+        cached = self._mask_cache
+        return cached is not None and trainable_mask(self.model, cached) != cached
 
     def init_state(self, variables: dict, rng) -> dict:
         train, frozen = split_params(variables["params"], self.mask(variables["params"]))
@@ -132,7 +143,7 @@ class Steps:
         padded rows): the program then carries no weight arrays at all."""
         outputs, new_state, extra, masks = run_model(
             self.model, {"params": params, "state": mstate}, x, training=training, rng=rng,
-            with_masks=True)
+            with_masks=True, valid=valid)
         names = self.model.output_names
         flat_out = self.model._output_struct.unpack(outputs, names, "outputs") \
             if isinstance(outputs, (dict, list)) else [outputs]
@@ -149,9 +160,9 @@ class Steps:
                                           output=names[i])
             per_output.append(value)
             total = total + loss_weights[i] * value
-        if training:
-            total = total + regularization_loss(self.model, params, mstate)
-            total = total + extra
+        # Keras adds `model.losses` (weight and activity penalties, add_loss terms) in its
+        # test step too: evaluate and val_loss report the same objective fit minimises.
+        total = total + regularization_loss(self.model, params, mstate) + extra
         return total, per_output, (flat_out, masks), new_state
 
     def update_metrics(self, ms, total, per_output, y, outs, sw, valid):
@@ -211,14 +222,18 @@ class Steps:
 
     def eval_step(self, ms: dict, params, mstate, x, y, sw, valid) -> dict:
         self.trace_counts["eval_step"] += 1
+        rng = None
+        if EVAL_RNG in ms:  # a model random at inference: its key rides in the metric state
+            key, rng = jax.random.split(jax.random.wrap_key_data(ms[EVAL_RNG]))
+            ms = {**ms, EVAL_RNG: jax.random.key_data(key)}
         total, per, outs, _ = self.losses(
-            params, mstate, x, y, sw, valid, None, False,
+            params, mstate, x, y, sw, valid, rng, False,
             jnp.asarray(self.objective.loss_weights))
         return self.update_metrics(ms, total, per, y, outs, sw, valid)
 
-    def predict_step(self, params, mstate, x):
+    def predict_step(self, params, mstate, x, rng=None):
         self.trace_counts["predict_step"] += 1
-        outputs, _, _ = run_model(self.model, {"params": params, "state": mstate}, x)
+        outputs, _, _ = run_model(self.model, {"params": params, "state": mstate}, x, rng=rng)
         return outputs
 
     # ------------------------------------------------------------------ gathered / multi-step
@@ -305,13 +320,16 @@ class Steps:
         ms, _ = jax.lax.scan(body, ms, (idx, valid))
         return ms
 
-    def predict_chunk(self, params, mstate, xs_all, start, batch_size: int, k: int = 1):
+    def predict_chunk(self, params, mstate, xs_all, start, batch_size: int, k: int = 1,
+                      rng=None):
         """Outputs for rows [start, start + k * batch_size) of the padded, staged inputs,
-        k batches in one program."""
+        k batches in one program. `rng` only for a model random at inference (a layer
+        called with training=True); each batch folds in its first row."""
         def one(i):
-            x = [jax.lax.dynamic_slice_in_dim(a, start + i * batch_size, batch_size)
-                 for a in xs_all]
-            return self.predict_step(params, mstate, x)
+            first = start + i * batch_size
+            x = [jax.lax.dynamic_slice_in_dim(a, first, batch_size) for a in xs_all]
+            key = None if rng is None else jax.random.fold_in(rng, first)
+            return self.predict_step(params, mstate, x, key)
 
         if k == 1:
             return one(0)

@@ -27,7 +27,7 @@ from ..lowering.executor import RUN_ONCE
 from . import data as data_mod
 from . import optimizers as optimizers_mod
 from .objective import build_objective
-from .step import Steps, split_params
+from .step import EVAL_RNG, Steps, split_params
 
 
 def enable_compilation_cache() -> None:
@@ -96,6 +96,13 @@ def step_compiler_options(model) -> dict | None:
     if jax.default_backend() == "cpu" and not _has_layer(model, "Embedding"):
         return {"xla_backend_optimization_level": 1}
     return None
+
+
+def _current_learning_rate(model) -> float | None:
+    try:
+        return model.optimizer.learning_rate
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _copy_tree(tree):
@@ -237,9 +244,11 @@ class Trainer:
         self._eval_fns: dict[int, Any] = {}
         self._plans: dict[tuple, Any] = {}
         self.data_seed: int | None = None
+        self.data_epoch0 = 0  # the epoch fit's data started at (EpochPlan's base)
         self._stream_train = None
         self._stream_eval = None
         self._predict_fn = None
+        self._eval_rng: bool | None = None
         self._results_fn = jax.jit(self.steps.results)
         self._init_metrics_fn = lambda: unique_buffers(self.steps.init_metrics())
         # The copy happens inside the one program (not as one compiled copy per shape):
@@ -429,6 +438,18 @@ class Trainer:
                                         compiler_options=step_compiler_options(self.model))
         return self._stream_eval
 
+    def init_eval_metrics(self, fresh_key: bool = True) -> dict:
+        """Evaluation's metric state; for a model random at inference (Monte Carlo
+        dropout) it carries a key, fresh per evaluation as Keras's seed generator is.
+        `fresh_key=False`: a placeholder of the same shape, to compile ahead."""
+        ms = self._init_metrics_fn()
+        if self._eval_rng is None:
+            self._eval_rng = self.model.inference_needs_rng()
+        if self._eval_rng:
+            key = jg_random.next_key() if fresh_key else jax.random.key(0)
+            ms[EVAL_RNG] = jax.random.key_data(key)
+        return ms
+
     def predict_fn(self):
         if self._predict_fn is None:
             self._predict_fn = jax.jit(self.steps.predict_step,
@@ -467,6 +488,7 @@ class TrainingMixin:
     optimizer = None
     _trainer: Trainer | None = None
     _compile_config = None
+    _compile_args: dict | None = None
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution="auto",
@@ -478,7 +500,17 @@ class TrainingMixin:
         """
         if kwargs:
             raise TypeError(f"compile() got unexpected keyword argument(s) {sorted(kwargs)}")
-        self._require_graph()
+        # Kept to compile again when the graph changes (`Sequential.add` after `fit`) or
+        # when a Sequential without an input shape is built from its first data.
+        self._compile_args = dict(
+            optimizer=optimizer, loss=loss, loss_weights=loss_weights, metrics=metrics,
+            weighted_metrics=weighted_metrics, steps_per_execution=steps_per_execution,
+            distribution=distribution)
+        if self._unbuilt_sequential():
+            # Keras compiles a Sequential with no input shape; fit/evaluate/predict build
+            # it from the data, and the objective (which needs output shapes) waits.
+            self._trainer = None
+            return
         spec = optimizers_mod.get(optimizer)
         objective = build_objective(self, loss, loss_weights, metrics, weighted_metrics)
         old = self._trainer
@@ -495,6 +527,48 @@ class TrainingMixin:
         enable_compilation_cache()
         if getattr(self, "_input_struct", None) is not None:
             _ = self.variables  # create any missing weights now (Keras has them after build)
+
+    def _unbuilt_sequential(self) -> bool:
+        """A Sequential without an input shape, or a Keras-style subclass not yet called:
+        both are built from the first data they see."""
+        return getattr(self, "_input_struct", None) is None and (
+            hasattr(self, "_stack") or self._keras_style_call() is not None)
+
+    def _compiled_for(self, what: str, x=None):
+        """The trainer for `what`, after building an unbuilt Sequential from `x` and
+        finishing a compile that waited for it. Returns (trainer, x): peeking at a one-shot
+        stream of batches gives back an equivalent stream."""
+        if self._trainer is None and self._compile_args is not None:
+            if self._unbuilt_sequential() and x is not None:
+                x = self._maybe_build_from_data(x)
+            if self._unbuilt_sequential():
+                raise ValueError(
+                    f"Sequential model {self.name!r} was compiled before it had an input "
+                    f"shape, and {what}() has no data to build it from. Give the first layer "
+                    "input_shape=..., start with Input(...), or call model.build((None, ...))."
+                )
+            self.compile(**self._compile_args)
+        return self._require_compiled(what), x
+
+    def _training_trainer(self, what: str, x=None):
+        """`_compiled_for`, and a new trainer if a layer's `trainable` flag changed since
+        the training state was laid out (frozen weights live apart from trained ones)."""
+        trainer, x = self._compiled_for(what, x)
+        if trainer.steps.mask_is_stale():
+            import warnings
+
+            warnings.warn(
+                f"Model {self.name!r}: a layer's `trainable` flag changed after the model "
+                "was compiled and trained; recompiling with the same arguments so the change "
+                "takes effect (the optimizer's state starts afresh, as after compile()).",
+                stacklevel=3)
+            args = dict(self._compile_args)
+            lr = _current_learning_rate(self)
+            self.compile(**args)
+            if lr is not None:
+                self.optimizer.learning_rate = lr
+            trainer = self._trainer
+        return trainer, x
 
     def _require_compiled(self, what: str) -> Trainer:
         if self._trainer is None:
@@ -563,12 +637,29 @@ class TrainingMixin:
             losses_mod.validate(fn, tuple(y.shape), self.outputs[i].shape, name,
                                 y_true_dtype=y.dtype)
 
-    def _maybe_build_from_data(self, x) -> None:
-        if getattr(self, "_input_struct", None) is None and hasattr(self, "_stack"):
-            sample = x[0] if isinstance(x, (list, tuple)) else x
-            arr = np.asarray(sample)
-            dtype = arr.dtype if np.issubdtype(arr.dtype, np.integer) else np.float32
-            self._maybe_build(jax.ShapeDtypeStruct((None,) + arr.shape[1:], dtype))
+    def _maybe_build_from_data(self, x):
+        """Build a Sequential that has no input shape yet from the first data it sees, as
+        Keras does. Returns x (a one-shot stream peeked at comes back whole)."""
+        if x is None or not self._unbuilt_sequential():
+            return x
+        sample = x
+        if data_mod.is_batch_stream(x):
+            first, x = data_mod.peek_stream(x)
+            sample = data_mod.unpack_batch(first)[0]
+        if not hasattr(self, "_stack"):  # a subclass: built from the whole structure
+            self._maybe_build(sample)
+            return x
+        if isinstance(sample, (list, tuple)) and sample:
+            sample = sample[0]
+        if isinstance(sample, dict) and len(sample) == 1:
+            sample = next(iter(sample.values()))
+        arr = np.asarray(sample)
+        if arr.ndim == 0:
+            raise ValueError(f"Sequential model {self.name!r} cannot be built from a scalar "
+                             "input; give it arrays with a batch axis")
+        dtype = arr.dtype if np.issubdtype(arr.dtype, np.integer) else np.float32
+        self._maybe_build(jax.ShapeDtypeStruct((None,) + arr.shape[1:], dtype))
+        return x
 
     # ------------------------------------------------------------------ fit
 
@@ -581,7 +672,7 @@ class TrainingMixin:
 
         if kwargs:
             raise TypeError(f"fit() got unexpected keyword argument(s) {sorted(kwargs)}")
-        trainer = self._require_compiled("fit")
+        trainer, x = self._training_trainer("fit", x)
         return run_fit(self, trainer, x=x, y=y, batch_size=batch_size, epochs=epochs,
                        verbose=verbose, callbacks=callbacks, validation_split=validation_split,
                        validation_data=validation_data, shuffle=shuffle,
@@ -597,7 +688,7 @@ class TrainingMixin:
 
         if kwargs:
             raise TypeError(f"evaluate() got unexpected keyword argument(s) {sorted(kwargs)}")
-        trainer = self._require_compiled("evaluate")
+        trainer, x = self._compiled_for("evaluate", x)
         logs = run_evaluate(self, trainer, x, y, batch_size=batch_size, verbose=verbose,
                             sample_weight=sample_weight, steps=steps, callbacks=callbacks)
         if return_dict:
@@ -613,7 +704,7 @@ class TrainingMixin:
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
-        trainer = self._require_compiled("train_on_batch")
+        trainer, x = self._training_trainer("train_on_batch", x)
         xs, ys, sws, n = self._prepare(trainer, x, y, sample_weight, class_weight)
         ts = trainer.ensure_state()
         ts = {**ts, "metrics": trainer._init_metrics_fn()}
@@ -624,11 +715,11 @@ class TrainingMixin:
         return logs if return_dict else _as_list(logs, trainer)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        trainer = self._require_compiled("test_on_batch")
+        trainer, x = self._compiled_for("test_on_batch", x)
         xs, ys, sws, n = self._prepare(trainer, x, y, sample_weight, None)
         trainer.pull_from_model() if trainer.ts is not None else None
         v = self.variables
-        ms = trainer.stream_eval_fn()(trainer._init_metrics_fn(), v["params"], v["state"], xs,
+        ms = trainer.stream_eval_fn()(trainer.init_eval_metrics(), v["params"], v["state"], xs,
                                       ys, sws, jnp.ones((n,), jnp.float32))
         logs = {k: float(v) for k, v in jax.device_get(trainer._results_fn(ms)).items()}
         return logs if return_dict else _as_list(logs, trainer)
@@ -642,7 +733,7 @@ class TrainingMixin:
         `batch` is `(x, y)` or `(x, y, sample_weight)` in the model's structures; the
         returned function has `.init(variables) -> opt_state` for its optimizer state.
         """
-        trainer = self._require_compiled("make_train_step")
+        trainer, _ = self._training_trainer("make_train_step")
         steps = trainer.steps
         model = self
 
@@ -691,16 +782,108 @@ def _as_list(logs: dict, trainer: Trainer):
     return values[0] if len(values) == 1 else values
 
 
-def _compile_config(optimizer, spec, loss, loss_weights, metrics, weighted_metrics, spe):
-    """A JSON-able record of compile() so that saved models can be recompiled."""
+#: `class_name` of a compile-config entry that records a function by name.
+FUNCTION_REF = "function"
+#: `class_name` of an entry that could not be serialized (an optax transformation).
+UNSERIALIZABLE = "__unserializable__"
+
+
+def _unserializable(value, reason: str) -> dict:
+    """A marker for what has no config: saving warns, loading explains (never a None)."""
+    import optax
+
+    if isinstance(value, optax.GradientTransformation):
+        init = getattr(value.init, "__qualname__", "") or ""
+        built_by = init.split(".<locals>")[0] if ".<locals>" in init else ""
+        description = f"optax.{type(value).__name__}" + (f" ({built_by})" if built_by else "")
+        reason = "an optax transformation has no config to save"
+    else:
+        description = getattr(value, "__name__", None) or type(value).__name__
+    return {"class_name": UNSERIALIZABLE, "config": {"description": description,
+                                                      "reason": str(reason)}}
+
+
+def _function_ref(fn) -> dict:
+    """`{'class_name': 'function', 'config': name, 'module': ...}` for a loss/metric function.
+
+    The name is the one it is registered under (`jaxgraph.losses.register`,
+    `jaxgraph.metrics.register`, `@jaxgraph.saving.register_serializable`), else its
+    `__name__`; `load_model` resolves it through `custom_objects` or those registries.
+    """
+    from ..layers.serialization import registered_function_name
     from . import losses as losses_mod
     from . import metrics as metrics_mod
 
-    def try_(fn, value):
-        try:
-            return fn(value)
-        except (TypeError, ValueError):
+    name = None
+    for registry in (metrics_mod._CUSTOM, losses_mod._CUSTOM):
+        name = name or next((k for k, v in registry.items() if v is fn), None)
+    name = name or registered_function_name(fn)
+    name = name or getattr(fn, "__name__", None) or type(fn).__name__
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    return {"class_name": FUNCTION_REF, "config": name, "module": module}
+
+
+def _json_checked(original, value):
+    import json
+
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as e:
+        return _unserializable(original, f"its config is not JSON-serializable: {e}")
+    return value
+
+
+class CompileRecord(dict):
+    """compile()'s arguments as JSON, as in-process callers (ensembles, populations) read
+    them: what `compile()` accepts again, None where an entry has no such form (a
+    function, an optax optimizer). `saved` is the complete form a model file stores."""
+
+    saved: dict
+
+
+def _has_marker(value) -> bool:
+    if isinstance(value, dict):
+        if value.get("class_name") in (FUNCTION_REF, UNSERIALIZABLE):
+            return True
+        return any(_has_marker(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_marker(v) for v in value)
+    return False
+
+
+def _in_process(value):
+    """Per-output containers kept; an entry that only a model file can name -> None."""
+    if isinstance(value, list):
+        return [_in_process(v) for v in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        return {k: _in_process(v) for k, v in value.items()}
+    return None if _has_marker(value) else value
+
+
+def _compile_config(optimizer, spec, loss, loss_weights, metrics, weighted_metrics, spe):
+    """A JSON-able record of compile() so that saved models can be recompiled.
+
+    Returns a `CompileRecord`; its `saved` attribute is what `save_model` writes.
+
+    Strings and configs are kept as they are; a loss or metric *function* becomes
+    `{'class_name': 'function', 'config': name}` (its registered name, else its
+    `__name__`), which `load_model` resolves through `custom_objects` or the
+    registries, or refuses with a clear error. What has no config at all (an
+    optax transformation as optimizer) is recorded as an `'__unserializable__'`
+    marker: `save_model` warns about it and `load_model` compiles with the default
+    optimizer and says so. Nothing is saved as None; only the in-process view (the
+    dict itself, read by ensembles and populations) has None for those entries.
+    """
+    from . import losses as losses_mod
+    from . import metrics as metrics_mod
+
+    def wrapper_config(value, ser):
+        # A LossFunctionWrapper / MeanMetricWrapper around an unregistered function.
+        if type(value) not in (losses_mod.LossFunctionWrapper, metrics_mod.MeanMetricWrapper):
             return None
+        base = super(type(value), value).get_config()
+        return {"class_name": type(value).__name__,
+                "config": {"fn": ser(value._wrapped), **base}}
 
     def ser_loss(value):
         if isinstance(value, dict):
@@ -709,23 +892,70 @@ def _compile_config(optimizer, spec, loss, loss_weights, metrics, weighted_metri
             return [ser_loss(v) for v in value]
         if value is None or isinstance(value, str):
             return value
-        return try_(losses_mod.serialize, value)
+        if isinstance(value, type) and issubclass(value, losses_mod.Loss):
+            return ser_loss(value())
+        try:
+            out = losses_mod.serialize(value)
+        except (TypeError, ValueError) as e:
+            if isinstance(value, losses_mod.Loss):
+                out = wrapper_config(value, ser_loss) or _unserializable(value, e)
+            elif callable(value):
+                out = _function_ref(value)
+            else:
+                out = _unserializable(value, e)
+        return _json_checked(value, out)
 
     def ser_metrics(value):
-        if value is None:
-            return None
+        if value is None or isinstance(value, str):
+            return value
         if isinstance(value, dict):
             return {k: ser_metrics(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [ser_metrics(v) for v in value]
-        return value if isinstance(value, str) else try_(metrics_mod.serialize, value)
+        if isinstance(value, (metrics_mod.Metric, losses_mod.Loss, type)):
+            metric = None
+            try:
+                metric = metrics_mod.get(value)
+                out = metrics_mod.serialize(metric)
+            except (TypeError, ValueError) as e:
+                out = (metric is not None and wrapper_config(metric, ser_fn)) \
+                    or _unserializable(value, e)
+        elif callable(value):
+            out = _function_ref(value)
+        else:
+            out = _unserializable(value, "not a metric")
+        return _json_checked(value, out)
 
-    return {
-        "optimizer": try_(optimizers_mod.serialize, spec),
+    def ser_fn(value):
+        # The function inside a MeanMetricWrapper: a Loss object keeps its config.
+        if isinstance(value, losses_mod.Loss):
+            return ser_loss(value)
+        return _function_ref(value)
+
+    try:
+        opt = _json_checked(spec, optimizers_mod.serialize(spec))
+    except (TypeError, ValueError) as e:
+        opt = _unserializable(spec, e)
+
+    def ser_weights(value):
+        if value is None or isinstance(value, (str, bool)):
+            return value
+        if isinstance(value, dict):
+            return {str(k): ser_weights(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [ser_weights(v) for v in value]
+        array = np.asarray(value)
+        return array.tolist() if array.ndim else float(array)
+
+    saved = {
+        "optimizer": opt,
         "loss": ser_loss(loss),
-        "loss_weights": loss_weights,
+        "loss_weights": ser_weights(loss_weights),
         "metrics": ser_metrics(metrics),
         "weighted_metrics": ser_metrics(weighted_metrics),
         "steps_per_execution": spe,
     }
+    record = CompileRecord({k: _in_process(v) for k, v in saved.items()})
+    record.saved = saved
+    return record
 

@@ -44,6 +44,8 @@ def _optuna():
 class _TrialReporter(Callback):
     """Reports the objective each epoch, prunes, and remembers the best epoch's weights."""
 
+    _lazy_logs = True  # reads logs through the lazy view (base.Logs)
+
     def __init__(self, trial, objective, earlier_scores: list, execution: int):
         super().__init__()
         self.trial = trial
