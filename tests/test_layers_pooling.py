@@ -124,22 +124,30 @@ def test_global_max_pooling1d_with_mask_matches_keras(data_format, keepdims):
     assert layer.compute_mask(x, mask) is None
 
 
-@pytest.mark.filterwarnings("ignore:.*does not support masking")
-def test_masked_global_max_pooling_model_matches_keras():
-    """Embedding(mask_zero) -> GlobalMaxPooling1D -> Dense with Keras's weights."""
+def _masked_pooling_pair(pooling, length, vocab, seed, padding_row=None):
+    """Embedding(mask_zero) -> pooling -> Dense in Keras and jaxgraph, with equal weights."""
     def build(lib):
-        inp = lib.Input(shape=(6,), dtype="int32")
-        h = lib.layers.Embedding(10, 4, mask_zero=True, embeddings_initializer="zeros")(inp)
-        h = lib.layers.GlobalMaxPooling1D()(h)
+        inp = lib.Input(shape=(length,), dtype="int32")
+        h = lib.layers.Embedding(vocab, 4, mask_zero=True, embeddings_initializer="zeros")(inp)
+        h = getattr(lib.layers, pooling)()(h)
         out = lib.layers.Dense(2, kernel_initializer="zeros")(h)
         return lib.Model(inp, out)
 
     k_model, j_model = build(keras), build(jaxgraph)
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     values = [rng.standard_normal(tuple(w.shape)).astype("float32") for w in k_model.weights]
-    values[0][0] = 5.0  # the padding row dominates the max when it takes part
+    if padding_row is not None:
+        values[0][0] = padding_row  # the padding row dominates a max when it takes part
     k_model.set_weights(values)
     j_model.set_weights(values)
+    return k_model, j_model, values
+
+
+@pytest.mark.filterwarnings("ignore:.*does not support masking")
+def test_masked_global_max_pooling_model_matches_keras():
+    """Embedding(mask_zero) -> GlobalMaxPooling1D -> Dense with Keras's weights."""
+    k_model, j_model, values = _masked_pooling_pair("GlobalMaxPooling1D", 6, 10, seed=3,
+                                                    padding_row=5.0)
     tokens = np.array([[3, 5, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6]], "int32")
     expected = np.asarray(k_model.predict(tokens, verbose=0))
     got, _ = j_model.apply(j_model.variables, tokens)
@@ -150,18 +158,7 @@ def test_masked_global_max_pooling_model_matches_keras():
 
 def test_masked_text_model_matches_keras():
     """Embedding(mask_zero) -> GlobalAveragePooling1D -> Dense: padding does not count."""
-    def build(lib):
-        inp = lib.Input(shape=(7,), dtype="int32")
-        h = lib.layers.Embedding(20, 4, mask_zero=True, embeddings_initializer="zeros")(inp)
-        h = lib.layers.GlobalAveragePooling1D()(h)
-        out = lib.layers.Dense(2, kernel_initializer="zeros")(h)
-        return lib.Model(inp, out)
-
-    k_model, j_model = build(keras), build(jaxgraph)
-    rng = np.random.default_rng(0)
-    values = [rng.standard_normal(tuple(w.shape)).astype("float32") for w in k_model.weights]
-    k_model.set_weights(values)
-    j_model.set_weights(values)
+    k_model, j_model, values = _masked_pooling_pair("GlobalAveragePooling1D", 7, 20, seed=0)
     tokens = np.array([[3, 5, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 7]], "int32")
     expected = np.asarray(k_model(tokens))
     got, _ = j_model.apply(j_model.variables, tokens)
