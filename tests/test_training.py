@@ -456,6 +456,28 @@ def _data_path(monkeypatch, path):
     monkeypatch.setattr(Trainer, "stage_train", lambda self, *a, f=chosen: f(self, *a))
 
 
+class _KeepParams(callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seen = dict(self.params)
+
+
+def test_generator_that_runs_out_warns_as_keras():
+    # Keras 3 (EpochIterator): a generator that stops before steps_per_epoch ends the
+    # epoch with "Your input ran out of data"; params['steps'] stays steps_per_epoch.
+    x, y = blobs(30)
+    model = mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    keep = _KeepParams()
+    steps = []
+    count = callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: steps.append(b))
+    gen = ((x[i:i + 10], y[i:i + 10]) for i in range(0, 30, 10))
+    with pytest.warns(UserWarning, match="ran out of data: the generator stopped after 3 of "
+                                         "the epoch's 5 steps"):
+        model.fit(gen, steps_per_epoch=5, epochs=1, verbose=0, callbacks=[keep, count])
+    assert keep.seen["steps"] == 5
+    assert steps == [0, 1, 2]
+
+
 @pytest.mark.parametrize("path,spe", [("host", 1), ("host", "auto"), ("device", 2)])
 def test_steps_per_epoch_goes_on_through_the_data_as_keras(path, spe, monkeypatch):
     # Keras 3 (EpochIterator): with steps_per_epoch below a pass, epoch 2 trains on the
@@ -495,9 +517,13 @@ def test_steps_per_epoch_goes_on_through_the_data_as_keras(path, spe, monkeypatc
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     if spe == 1:  # batch indices restart each epoch; the short epoch has one batch
         assert seen == {e: list(range(len(b))) for e, b in enumerate(epochs)}
-    # steps_per_epoch above one pass: each epoch is one pass (as Keras, which warns).
-    hist = model.fit(x, y, batch_size=10, steps_per_epoch=15, epochs=1, shuffle=False,
-                     verbose=0)
+    # steps_per_epoch above one pass: each epoch is one pass, with Keras's warning, and
+    # callbacks see Keras's params['steps'] (steps_per_epoch).
+    keep = _KeepParams()
+    with pytest.warns(UserWarning, match="ran out of data.*steps_per_epoch=15.*10 batches"):
+        hist = model.fit(x, y, batch_size=10, steps_per_epoch=15, epochs=1, shuffle=False,
+                         verbose=0, callbacks=[keep])
+    assert keep.seen["steps"] == 15
     out = [ref.train_on_batch(x[i:i + 10], y[i:i + 10]) for i in range(0, 95, 10)]
     np.testing.assert_allclose(hist.history["loss"], [np.average(out, weights=[10] * 9 + [5])],
                                rtol=1e-5)

@@ -259,6 +259,11 @@ class Weight:
     def assign(self, value) -> None:
         self.layer._assign_value(self.name, value)
 
+    def __array__(self, dtype=None, copy=None):
+        # `np.asarray(layer.kernel)`, as with a Keras variable.
+        out = np.asarray(self.value, dtype=dtype)
+        return out.copy() if copy else out
+
     def __repr__(self):
         kind = "trainable" if self.trainable else "non-trainable"
         return f"<Weight {self.path} shape={self.shape} dtype={self.dtype} {kind}>"
@@ -515,14 +520,21 @@ class Layer:
             elif isinstance(v, (list, tuple)) and any(
                     isinstance(e, Weight) and id(e) in mine for e in v):
                 saved[key] = v
+        outer = self.__dict__.get("_call_values")
         try:
             for key, v in saved.items():
                 object.__setattr__(self, key, type(v)(value(e) for e in v)
                                    if isinstance(v, (list, tuple)) else value(v))
+            # Weights read by short name (`self.kernel`, see __getattr__) are values too.
+            self._call_values = w
             yield
         finally:
             for key, v in saved.items():
                 object.__setattr__(self, key, v)
+            if outer is None:
+                self.__dict__.pop("_call_values", None)
+            else:
+                self._call_values = outer
 
     def compute_output_shape(self, input_shape):
         """Override for speed; by default shapes are inferred with `jax.eval_shape`."""
@@ -587,6 +599,34 @@ class Layer:
         self._weights.append(weight)
         self._values = None
         return weight
+
+    def __getattr__(self, name: str):
+        """Keras's `layer.kernel`: an attribute that normal lookup misses is this layer's
+        own weight of that short name (only called after normal lookup failed)."""
+        cls = type(self).__name__
+        if name.startswith("_"):  # pickling, copy and __init__-time probes: never intercepted
+            raise AttributeError(f"{cls!r} object has no attribute {name!r}")
+        # A property of the class that raised AttributeError: let its own error through.
+        for klass in type(self).__mro__:
+            if name in klass.__dict__:
+                attr = klass.__dict__[name]
+                if hasattr(type(attr), "__get__"):
+                    return attr.__get__(self, type(self))
+                break
+        state = self.__dict__
+        traced = state.get("_call_values")
+        if traced is not None and name in traced:  # inside a Keras-style `call`
+            return traced[name]
+        for weight in state.get("_weights") or ():
+            if weight.name == name:
+                return weight
+        if "_weights" in state and not state.get("built", False):
+            raise AttributeError(
+                f"{cls!r} object has no attribute {name!r}: layer {state.get('name')!r} is "
+                "not built yet, so it has no weights. Weights are created when the layer is "
+                "first called on an input (or by layer.build(input_shape))."
+            )
+        raise AttributeError(f"{cls!r} object has no attribute {name!r}")
 
     @property
     def weights(self) -> list[Weight]:
@@ -906,20 +946,32 @@ class Layer:
     # ------------------------------------------------------------------ config
 
     def get_config(self) -> dict[str, Any]:
-        """Constructor arguments, JSON-able, so that `from_config` rebuilds the layer."""
+        """Constructor arguments, JSON-able, so that `from_config` rebuilds the layer.
+
+        As in Keras, the arguments left at their defaults are listed too, with those
+        defaults: all but defaults that are not plain JSON data (objects, functions,
+        sentinels), which the constructor recreates by itself when they are left out, and
+        the base Layer's input-shape arguments. `name`, `trainable` and `dtype` (the
+        layer's dtype policy) are always there.
+        """
         from .serialization import serialize_value
 
         cls = type(self)
         args, kwargs = self._init_args
+        signature = inspect.signature(cls.__init__)
         try:
-            bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+            bound = signature.bind(self, *args, **kwargs)
         except TypeError as e:
             raise TypeError(f"Layer {self.name!r}: cannot derive get_config ({e})") from e
         config = {}
-        for key, value in bound.arguments.items():
-            if key == "self":
+        for index, (key, param) in enumerate(signature.parameters.items()):
+            if index == 0:  # self
                 continue
-            param = inspect.signature(cls.__init__).parameters[key]
+            if key not in bound.arguments:
+                if _fills_default(cls, key, param):
+                    config[key] = serialize_value(param.default)
+                continue
+            value = bound.arguments[key]
             if param.kind is inspect.Parameter.VAR_KEYWORD:
                 config.update({k: serialize_value(v) for k, v in value.items()})
             elif param.kind is inspect.Parameter.VAR_POSITIONAL:
@@ -931,7 +983,12 @@ class Layer:
                 config[key] = serialize_value(value)
         config["name"] = self.name
         config["trainable"] = self.trainable
-        if self.dtype_policy.name != "float32" or "dtype" in kwargs:
+        # The dtype policy; but a constructor that names `dtype` itself gets back the value
+        # it was given (or its own default): its `dtype` may mean something else.
+        param = signature.parameters.get("dtype")
+        own_dtype = (cls.__init__ is not Layer.__init__ and param is not None
+                     and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY))
+        if not own_dtype or config.get("dtype") is None:
             config["dtype"] = self.dtype_policy.name
         return config
 
@@ -944,6 +1001,40 @@ class Layer:
 
 
 _wrap_build(Layer)  # subclasses are wrapped by __init_subclass__
+
+
+#: Layer.__init__ arguments whose defaults `get_config` never fills in: `name`,
+#: `trainable` and `dtype` are added from the layer itself, and Keras lists none of the
+#: input-shape ones.
+_UNFILLED_ARGS = frozenset({"name", "trainable", "dtype", "input_shape", "batch_input_shape",
+                            "input_dim", "batch_size"})
+
+
+def _plain_json(value) -> bool:
+    """Data that means the same in a config as in a constructor call (tuples become lists)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    if isinstance(value, (list, tuple)):
+        return all(_plain_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    return False
+
+
+def _fills_default(cls, key: str, param: inspect.Parameter) -> bool:
+    """Whether `get_config` lists the default of an argument that was not passed."""
+    if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL, param.POSITIONAL_ONLY):
+        return False
+    if param.default is inspect.Parameter.empty or not _plain_json(param.default):
+        return False
+    if cls.__init__ is Layer.__init__:  # no constructor of its own: Keras's base config only
+        return False
+    # A subclass's own `dtype` argument with a default of its own (not None) is kept.
+    if key == "dtype":
+        return param.default is not None
+    return key not in _UNFILLED_ARGS
 
 
 class _SpecView:

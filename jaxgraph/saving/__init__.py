@@ -4,6 +4,7 @@
   settings and optimizer state.
 - `save_weights` / `load_weights`: HDF5 in Keras 3's `.weights.h5` layout, so files
   move between Keras and jaxgraph for the same architecture.
+- `model_from_json`: a model from `model.to_json()` (jaxgraph's or Keras 3's).
 - `load_keras_weights`: Keras files into a jaxgraph model, matching layers by name.
 - `save_checkpoint` / `restore_checkpoint`: a training-state pytree through
   orbax-checkpoint (atomic per step, keeps the last few), for `BackupAndRestore`
@@ -19,7 +20,7 @@ import numpy as np
 from ..layers.serialization import register_function
 from .atomic import atomic_write, write_bytes_atomic
 from .keras_interop import load_keras_weights
-from .model_io import load_model, register_serializable, save_model
+from .model_io import load_model, model_from_json, register_serializable, save_model
 from .weights_io import load_weights, save_weights
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "load_keras_weights",
     "load_model",
     "load_weights",
+    "model_from_json",
     "register_function",
     "register_serializable",
     "restore_checkpoint",

@@ -285,3 +285,102 @@ def load_keras_weights(model, path) -> None:
             f"name ({len(problems)} problem(s)):\n  " + "\n  ".join(problems)
         )
     assign_by_name(model, loaded)
+
+
+# ---------------------------------------------------------------------------- Keras JSON configs
+
+#: Keras 3 layer config entries jaxgraph's layers do not take, with the value that
+#: means "feature unused" (anything else is kept, and the layer says it cannot).
+_KERAS_ONLY_DEFAULTS = {"quantization_config": None, "lora_rank": None, "lora_alpha": None,
+                        "ragged": False, "optional": False}
+_KERAS_TENSOR = "__keras_tensor__"
+
+
+def _is_keras_module(module) -> bool:
+    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+
+
+def is_keras_config(config) -> bool:
+    """Whether a model config (`{'class_name', 'config', ...}`) was written by Keras."""
+    def visit(value) -> bool:
+        if isinstance(value, dict):
+            if _is_keras_module(value.get("module")) or value.get("class_name") == _KERAS_TENSOR:
+                return True
+            return any(visit(v) for v in value.values())
+        if isinstance(value, list):
+            return any(visit(v) for v in value)
+        return False
+
+    return visit(config)
+
+
+def _keras_ref(value) -> bool:
+    return (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+            and all(isinstance(v, int) for v in value[1:]))
+
+
+def _keras_struct(value, where: str) -> dict:
+    """Keras's `input_layers` / `output_layers` as jaxgraph's single / list / dict form."""
+    def ref(r):
+        if not _keras_ref(r):
+            raise ValueError(f"Keras config: malformed tensor reference {r!r} in {where}")
+        return {"__tensor__": list(r)}
+
+    if _keras_ref(value):
+        return {"single": ref(value)}
+    if isinstance(value, dict):
+        return {"dict": {str(k): ref(v) for k, v in value.items()}}
+    if isinstance(value, list):
+        return {"list": [ref(v) for v in value]}
+    raise ValueError(f"Keras config: malformed {where} {value!r}")
+
+
+def keras_model_config(config: dict) -> dict:
+    """A Keras 3 model config (`model.to_json()`, a `.keras` config.json) in jaxgraph's form.
+
+    A plain rewrite of dicts: tensor references (`__keras_tensor__` with its
+    `keras_history`) become jaxgraph's, `input_layers` / `output_layers` take the
+    single / list / dict form, dtype policies become their names, Keras's modules
+    and build/compile records are dropped, and so are config entries Keras writes for
+    features left unused (`quantization_config: null`, `ragged: false`, ...). A
+    `training=False` (or None) Keras recorded for a call is dropped too: Keras lets
+    the model's own `training` override it, which is what jaxgraph does without it.
+    Class names then resolve through jaxgraph's registry like any config; nothing is
+    imported.
+    """
+    def convert(value, key=None):
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        cls = value.get("class_name")
+        inner = value.get("config")
+        if cls == _KERAS_TENSOR and isinstance(inner, dict):
+            history = inner.get("keras_history")
+            if not _keras_ref(history):
+                raise ValueError(f"Keras config: tensor without a keras_history: {value!r}")
+            return {"__tensor__": list(history)}
+        if cls in ("DTypePolicy", "FloatDTypePolicy") and isinstance(inner, dict) \
+                and isinstance(inner.get("name"), str):
+            return inner["name"]
+        out = {}
+        for k, v in value.items():
+            if k in ("build_config", "compile_config"):
+                continue
+            if k == "module" and (v is None or _is_keras_module(v)):
+                continue
+            if k == "registered_name" and (v is None or v == cls):
+                continue
+            if k in _KERAS_ONLY_DEFAULTS and v == _KERAS_ONLY_DEFAULTS[k] and key == "config":
+                continue
+            out[k] = convert(v, k)
+        if isinstance(out.get("kwargs"), dict) and "args" in out \
+                and out["kwargs"].get("training", True) in (False, None):
+            out["kwargs"] = {k: v for k, v in out["kwargs"].items() if k != "training"}
+        if isinstance(out.get("layers"), list) and "input_layers" in out \
+                and "output_layers" in out:
+            out["input_layers"] = _keras_struct(value["input_layers"], "input_layers")
+            out["output_layers"] = _keras_struct(value["output_layers"], "output_layers")
+        return out
+
+    return convert(config)

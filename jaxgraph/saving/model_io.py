@@ -84,6 +84,38 @@ def register_serializable(package: str = "Custom", name: str | None = None):
 # ---------------------------------------------------------------------------- saving
 
 
+def architecture(model) -> dict:
+    """`{'class_name', ['module', 'registered_name',] 'config'}`: what rebuilds `model`.
+
+    The one serializer of a model's architecture: `save_model` writes it into the
+    file's config.json and `model.to_json()` returns it as a string; `_build`
+    rebuilds a model from it.
+    """
+    return {"class_name": type(model).__name__, **class_metadata(type(model)),
+            "config": model.get_config()}
+
+
+def model_to_json(model, **kwargs) -> str:
+    """The model's architecture as a JSON string, in Keras's layout.
+
+    `{"module", "class_name", "config", "registered_name"}` (module and registered
+    name are null for jaxgraph's own classes); `kwargs` go to `json.dumps`.
+    `model_from_json` rebuilds it with fresh weights.
+    """
+    if not isinstance(model, Functional):
+        raise TypeError(f"to_json expects a jaxgraph Model, got {type(model).__name__}")
+    arch = architecture(model)
+    record = {"module": arch.get("module"), "class_name": arch["class_name"],
+              "config": arch["config"], "registered_name": arch.get("registered_name")}
+    try:
+        return json.dumps(record, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"Cannot convert model {model.name!r} to JSON: its config is not "
+            f"JSON-serializable ({e})"
+        ) from e
+
+
 def _json_bytes(value, what: str, path: str) -> bytes:
     try:
         return json.dumps(value, indent=1).encode("utf-8")
@@ -168,9 +200,7 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
         "format_version": FORMAT_VERSION,
         "jaxgraph_version": __version__,
         "date_saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "class_name": type(model).__name__,
-        **class_metadata(type(model)),
-        "config": model.get_config(),
+        **architecture(model),
     }
     members = [(CONFIG_MEMBER, _json_bytes(config, "model config", path), zipfile.ZIP_DEFLATED)]
     members.append((WEIGHTS_MEMBER, weights_to_bytes(model), zipfile.ZIP_STORED))
@@ -304,6 +334,38 @@ def _build(config: dict, custom_objects, source: str):
                 f"custom_objects={{{', '.join(repr(m) + ': ...' for m in missing)}}}."
             ) from e
         raise ValueError(f"Cannot load {source!r}: {e}") from e
+
+
+def model_from_json(json_string, custom_objects: dict | None = None):
+    """A new model (fresh weights) with the architecture `model.to_json()` describes.
+
+    Also reads the JSON Keras 3's `model.to_json()` writes for Functional and
+    Sequential models of layers jaxgraph has. Class names resolve only through
+    jaxgraph's layer registry, registered custom classes and `custom_objects`:
+    nothing named in the string is ever imported or executed.
+    """
+    from .keras_interop import is_keras_config, keras_model_config
+
+    source = "model JSON"
+    if isinstance(json_string, (bytes, bytearray)):
+        json_string = bytes(json_string).decode("utf-8")
+    if not isinstance(json_string, str):
+        raise TypeError(
+            f"model_from_json expects a JSON string, got {type(json_string).__name__}"
+        )
+    try:
+        config = json.loads(json_string)
+    except ValueError as e:
+        raise ValueError(f"model_from_json: not valid JSON ({e})") from e
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str) \
+            or not isinstance(config.get("config"), dict):
+        raise ValueError(
+            "model_from_json: expected a model's JSON ({\"class_name\": ..., \"config\": "
+            "{...}}), as model.to_json() returns it"
+        )
+    if is_keras_config(config):
+        config = keras_model_config(config)
+    return _build(config, custom_objects, source)
 
 
 def _resolve_compile_config(compile_config: dict, custom_objects, source: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import numpy as np
@@ -116,6 +117,10 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
         # EpochPlan); above it, an epoch still ends with the pass.
         steps = math.ceil(n / batch_size)
         if steps_per_epoch is not None:
+            if int(steps_per_epoch) > steps:
+                _ran_out_warning(f"steps_per_epoch={int(steps_per_epoch)} is more than the "
+                                 f"{steps} batches of {batch_size} in the {n} samples: each "
+                                 "epoch ends with the data")
             steps = min(steps, int(steps_per_epoch))
         train_arrays = (xs, ys, sws, n)
 
@@ -134,7 +139,9 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     elif val_stream:
         user_val = validation_data
 
-    params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+    # Keras: the epoch's nominal length, steps_per_epoch where given.
+    params = {"epochs": epochs, "verbose": verbose,
+              "steps": steps if steps_per_epoch is None else int(steps_per_epoch)}
     cbl, history = _make_callbacks(model, trainer, callbacks, verbose, params, user_val, True)
     _silence_quiet_batch_hooks(cbl)
     begin_listeners = _wants(cbl, ["on_train_batch_begin"])
@@ -277,6 +284,13 @@ class _ChunkFeed:
         return data, None
 
 
+def _ran_out_warning(what: str) -> None:
+    warnings.warn(
+        f"Your input ran out of data: {what}. Make sure that your data can give at least "
+        "`steps_per_epoch * epochs` batches (a generator that loops, or a smaller "
+        "steps_per_epoch).", UserWarning, stacklevel=4)
+
+
 def _fit_stream_epoch(model, trainer, cbl, stream, steps, begin_listeners, end_listeners):
     fn = trainer.stream_train_fn()
     it = trainer.__dict__.get("_stream_iter")
@@ -299,6 +313,9 @@ def _fit_stream_epoch(model, trainer, cbl, stream, steps, begin_listeners, end_l
                         "generator?). Give a re-iterable dataset, or a generator that loops "
                         "with steps_per_epoch."
                     ) from None
+                if steps is not None:
+                    _ran_out_warning(f"the generator stopped after {step} of the epoch's "
+                                     f"{steps} steps")
                 break
             it = (stream, fresh)  # a re-iterable dataset: start its next pass
             trainer._stream_iter = it
