@@ -89,7 +89,7 @@ def test_probes_before_super_init_do_not_recurse():
     class Probing(Layer):
         def __init__(self, units=2, **kwargs):
             self.saw_kernel = hasattr(self, "kernel")  # before Layer.__init__ ran
-            self.saw_private = hasattr(self, "_values")
+            self.saw_private = hasattr(self, "_weights")
             super().__init__(**kwargs)
             self.units = units
 

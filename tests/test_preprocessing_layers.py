@@ -51,7 +51,27 @@ def test_layers_are_exported():
 def test_identity_at_inference(make):
     layer = make()
     np.testing.assert_array_equal(_ours(layer, X, training=False), X)
-    np.testing.assert_array_equal(np.asarray(layer(X)), X)
+    np.testing.assert_array_equal(np.asarray(layer(X, training=False)), X)
+    model = Sequential([Input((7, 9, 3)), layer])
+    np.testing.assert_array_equal(model.predict(X, verbose=0), X)
+    np.testing.assert_array_equal(np.asarray(model(X, training=False)), X)
+
+
+@pytest.mark.parametrize("make", AUGMENTERS)
+def test_a_call_without_training_augments_as_in_keras(make):
+    """Keras's augmentation layers default to training=True in `call`: the book's
+    `augmented = data_augmentation(images)` (a layer, or a Sequential of them, called
+    directly) shows augmented images; predict and training=False do not augment."""
+    batch = np.concatenate([X] * 8)  # 16 images: some flip, whatever the draw
+    layer = make()
+    assert not np.allclose(np.asarray(layer(batch)), batch)
+    assert not np.allclose(np.asarray(layer(batch, rng=jax.random.key(0))), batch)
+    augment = Sequential([make(), make()])
+    assert not np.allclose(np.asarray(augment(batch)), batch)
+    inp = Input((7, 9, 3))
+    outer = jaxgraph.Model(inp, layers.Rescaling(1.0)(augment(inp)))
+    assert not np.allclose(np.asarray(outer(batch)), batch)
+    np.testing.assert_array_equal(outer.predict(batch, verbose=0), batch)
 
 
 def test_training_randomness_comes_only_from_rng_under_jit():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
+
 # Metric names for which bigger is better (after stripping 'val_' and an output prefix).
 _MAXIMIZED = ("acc", "accuracy", "auc", "precision", "recall", "f1_score", "fbeta_score",
               "iou", "r2_score", "fmeasure")
@@ -103,9 +105,12 @@ class Monitor:
         """Whether `current` beats `reference` by more than `min_delta` (None: always)."""
         if reference is None:
             return True
+        # Keras compares in float32 (its ops cast Python floats to floatx), so a change
+        # of exactly `min_delta` between float32 metric values does not count; float64
+        # would judge it by the values' rounding errors.
         if self.maximize:
-            return current - self.min_delta > reference
-        return current + self.min_delta < reference
+            return bool(np.float32(current - self.min_delta) > np.float32(reference))
+        return bool(np.float32(current + self.min_delta) < np.float32(reference))
 
     def value(self, logs, warn: bool = True, what: str = "conditioned on"):
         current = monitored_value(logs, self.monitor)

@@ -21,8 +21,9 @@ class CSVLogger(Callback):
     """Streams epoch results to `filename` (columns: `epoch` then the sorted log keys).
 
     The columns are fixed by the first epoch logged (or, with `append=True`, by the
-    existing file's header); a key missing in a later epoch (validation that did not
-    run, training stopped early) is written as `NA`.
+    existing file's header); if that epoch has no validation values, a `val_` column
+    is added for each key, as Keras does. A key missing in an epoch (validation that
+    did not run) is written as `NA`.
     """
 
     _lazy_logs = True  # reads logs through the lazy view (base.Logs)
@@ -57,6 +58,10 @@ class CSVLogger(Callback):
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs.keys())
+            # Keras: a first epoch without validation (validation_freq > 1) still makes
+            # room for the validation columns of the epochs that have it.
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys += [f"val_{k}" for k in self.keys]
         if self.writer is None:
             self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch", *self.keys],
                                          delimiter=self.sep)

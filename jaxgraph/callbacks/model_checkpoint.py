@@ -72,7 +72,8 @@ class ModelCheckpoint(Callback):
     `filepath` may name any log key and `epoch`/`batch` as format fields, e.g.
     `'w.{epoch:02d}-{val_loss:.2f}.h5'`; any suffix is accepted. With
     `save_best_only`, only saves when `monitor` improves on the best value so far
-    (starting from `initial_value_threshold` if given). Each write goes to a
+    (starting from `initial_value_threshold` if given); when `monitor` is not in the
+    logs it warns and saves, as Keras 3 does. Each write goes to a
     temporary file renamed into place, so a crash never leaves a half-written file.
     """
 
@@ -126,29 +127,29 @@ class ModelCheckpoint(Callback):
     def _save(self, epoch: int, batch: int | None, logs) -> None:
         filepath = format_filepath(self.filepath, epoch, batch, logs)
         if self.save_best_only:
+            # Keras 3: without the monitored value there is no "best" to keep, so the
+            # model is saved anyway (with a warning), as if save_best_only were False.
             current = self._monitor.value(logs, what="can save best model only with")
-            if current is None:
-                return
-            previous = self.best
-            if not self._monitor.improved(current, previous):
+            if current is not None:
+                previous = self.best
+                best_text = "None" if previous is None else f"{previous:.5f}"
+                if not self._monitor.improved(current, previous):
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from "
+                              f"{best_text}")
+                    return
+                self.best = current
                 if self.verbose > 0:
-                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from "
-                          f"{self._best_text(previous)}")
-                return
-            self.best = current
-            if self.verbose > 0:
-                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from "
-                      f"{self._best_text(previous)} to {current:.5f}, saving model to "
-                      f"{filepath}")
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best_text} "
+                          f"to {current:.5f}, saving model to {filepath}")
         elif self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: saving model to {filepath}")
         if self.save_weights_only:
             atomic_write(filepath, lambda p: self.model.save_weights(p))
         else:
             atomic_write(filepath, lambda p: self.model.save(p))
-
-    def _best_text(self, best) -> str:
-        return f"{self._monitor.worst if best is None else best:.5f}"
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: finished saving model to {filepath}")
 
     def get_state(self) -> dict:
         return {"best": self.best}

@@ -58,6 +58,13 @@ def _format_time(seconds: float, steps) -> str:
     return text
 
 
+def summary_line(steps, elapsed: float, logs) -> str:
+    """Keras's verbose=2 line: `5/5 - 2s - 3ms/step - loss: 0.6938 - ...`."""
+    line = (f"{steps}/{steps} - " if steps else "") + _format_time(elapsed, steps)
+    text = format_logs(logs or {})
+    return line + (f" - {text}" if text else "")
+
+
 class ProgbarLogger(Callback):
     """Prints metrics to stdout: a live bar with ETA (verbose=1 on a terminal), or one
     line per epoch (verbose=2, or verbose=1 when stdout is a file or a pipe).
@@ -152,12 +159,9 @@ class ProgbarLogger(Callback):
         steps = self.target or self._seen or None
         elapsed = self._finish(logs, steps)
         if not self._live:
-            line = f"Epoch {epoch + 1}/{self.epochs}"
-            if steps:
-                line += f" - {steps}/{steps}"
-            line += f" - {_format_time(elapsed, steps)}"
-            text = format_logs(logs or {})
-            print(line + (f" - {text}" if text else ""), flush=True)
+            # Keras's verbose=2: the epoch's title, then its summary on a line of its own.
+            print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
+            print(summary_line(steps, elapsed, logs), flush=True)
 
     def on_train_end(self, logs=None):
         self._close()
@@ -192,6 +196,4 @@ class ProgbarLogger(Callback):
         steps = self.target or self._seen or None
         elapsed = self._finish(logs, steps)
         if not self._live:
-            line = (f"{steps}/{steps} - " if steps else "") + _format_time(elapsed, steps)
-            text = format_logs(logs or {})
-            print(line + (f" - {text}" if text else ""), flush=True)
+            print(summary_line(steps, elapsed, logs), flush=True)

@@ -25,6 +25,19 @@ import numpy as np
 
 from .base import Callback
 
+
+def _learning_rate(model):
+    """The optimizer's current learning rate as a float, or None if there is none."""
+    try:
+        lr = model.optimizer.learning_rate
+    except AttributeError:
+        return None
+    try:
+        return None if lr is None else float(lr)
+    except (TypeError, ValueError):  # a schedule object, not a number
+        return None
+
+
 # How many validation samples feed the activation histograms.
 ACTIVATION_SAMPLES = 32
 # At most this many kernel slices become images per weight (write_images).
@@ -288,6 +301,10 @@ class TensorBoard(Callback):
                 val[key[4:]] = value
             else:
                 train[key] = value
+        if "learning_rate" not in train:  # Keras's TensorBoard logs it itself
+            lr = _learning_rate(self.model)
+            if lr is not None:
+                train["learning_rate"] = lr
         if self.write_steps_per_second:
             steps = self.params.get("steps") if self.params else None
             elapsed = time.perf_counter() - self._epoch_start

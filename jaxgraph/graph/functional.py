@@ -338,6 +338,19 @@ class Functional(Layer):
     def needs_rng(self) -> bool:
         return any(layer.needs_rng() for layer in self.layers)
 
+    def _eager_call_draws(self, training) -> bool:
+        """Whether `model(x, training=training)` on arrays draws randomness (it then takes
+        a key from the global stream, as a layer's eager call does)."""
+        if training:
+            return self.needs_rng()
+        if self.inference_needs_rng():
+            return True
+        if training is None:
+            return any(layer._eager_call_draws(None) if isinstance(layer, Functional)
+                       else layer.training_by_default and layer.needs_rng()
+                       for layer in self.layers)
+        return False
+
     def inference_needs_rng(self) -> bool:
         """Whether the model draws randomness even with training=False: a random layer
         called with `training=True` in the graph (Monte Carlo dropout), here or nested."""
@@ -527,10 +540,16 @@ class Functional(Layer):
         if self._input_struct is None and args and self._keras_style_call() is not None:
             self._build_from_call(args[0])
 
-        training = kwargs.pop("training", False)
+        # As in Keras, a call that does not say `training=` leaves each layer to its own
+        # default (augmentation layers augment, Dropout and BatchNormalization infer).
+        training = kwargs.pop("training", None)
         rng = kwargs.pop("rng", None)
         if kwargs:
             raise TypeError(f"Model {self.name!r} got unexpected call arguments {sorted(kwargs)}")
+        if rng is None and self._eager_call_draws(training):
+            from .. import random as jg_random
+
+            rng = jg_random.next_key()
         outputs, state = apply_model(self, self.variables, args[0], training=training, rng=rng)
         if training:
             self.variables = {"params": self.variables["params"], "state": state}

@@ -3,6 +3,7 @@ shape is known (from `input_shape=`, an `Input`, `build()` or the first call).""
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from ..layers.base import Layer, flush_sync
@@ -125,7 +126,12 @@ class Sequential(Functional):
             dtype = np.dtype(getattr(x, "dtype", "float32"))
             # Data arrays (often float64 numpy) feed the float32 default; ints stay ints.
             dtype = dtype.name if np.issubdtype(dtype, np.integer) else "float32"
-            self._maybe_build(SymbolicTensor(tuple(x.shape), dtype))
+            shape = tuple(x.shape)
+            if isinstance(x, jax.core.Tracer) and len(shape) > 1:
+                # Traced inside a Keras-style layer's `call` (shapes are inferred with
+                # stand-in sizes): only the feature axis is the model's own.
+                shape = (None,) * (len(shape) - 1) + shape[-1:]
+            self._maybe_build(SymbolicTensor(shape, dtype))
         return super()._eager_call(args, kwargs)
 
     def _require_graph(self):

@@ -181,6 +181,12 @@ def get_layer_class(name: str, custom_objects: dict | None = None, *,
     )
 
 
+# ---------------------------------------------------------------------------- masks in `call`
+
+#: While a Keras-style layer's `call` runs with a mask: {id(inputs): (inputs, mask)}.
+_implicit_masks = threading.local()
+
+
 # ---------------------------------------------------------------------------- loss collection
 
 _loss_stack = threading.local()
@@ -390,6 +396,9 @@ class Layer:
     #: Float attributes (a Dropout's `rate`) that `apply` may replace by a traced array:
     #: `call` then receives it as the keyword argument of that name (lowering's OVERRIDES).
     traced_attributes: tuple[str, ...] = ()
+    # What a call that does not say `training=` means (Keras: the default of the layer's
+    # `call`). Augmentation layers augment when called directly, as in Keras.
+    training_by_default = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -458,6 +467,83 @@ class Layer:
     def compute_dtype(self) -> str:
         return self.dtype_policy.compute_dtype
 
+    # ------------------------------------------------------------------ sublayers
+
+    @property
+    def _values(self):
+        """The cached values of `_weights`. A Keras-style layer that owns sublayers
+        (`self.attention = MultiHeadAttention(...)`) lists their weights as its own
+        (see `_link_sublayers`); their values stay in the sublayers' caches."""
+        d = self.__dict__
+        own = d.get("_own_values")
+        links = d.get("_sublayer_links")
+        if not links:
+            return own
+        if own is None and len(self._weights) > len(links):
+            return None
+        merged = dict(own or {})
+        for name, (layer, key) in links.items():
+            values = layer.__dict__.get("_own_values")
+            if values is None:
+                return None
+            merged[name] = values[key]
+        return merged
+
+    @_values.setter
+    def _values(self, values):
+        d = self.__dict__
+        links = d.get("_sublayer_links")
+        if not links or values is None:
+            d["_own_values"] = values
+            return
+        d["_own_values"] = {k: v for k, v in values.items() if k not in links}
+        for layer, part in _group_links(links, values).items():
+            layer.__dict__["_own_values"] = {**(layer.__dict__.get("_own_values") or {}),
+                                             **part}
+
+    def _direct_sublayers(self) -> list:
+        """Layers held in attributes (alone, in lists/tuples or dict values), in
+        assignment order, as Keras tracks them."""
+        found, seen = [], {id(self)}
+        for value in vars(self).values():
+            items = value.values() if isinstance(value, dict) else (
+                value if isinstance(value, (list, tuple)) else (value,))
+            for item in items:
+                if isinstance(item, Layer) and id(item) not in seen:
+                    seen.add(id(item))
+                    found.append(item)
+        return found
+
+    def _link_sublayers(self) -> None:
+        """Make the weights of the built sublayers of a Keras-style layer its own
+        (Keras's order: own weights, then each sublayer's `weights`), named
+        `<owning layer>/<weight>`; a tracer cached while tracing shapes is dropped."""
+        if not self._keras_style_call() or type(self)._maybe_build is not Layer._maybe_build:
+            return
+        links: dict = {}
+        for sub in self._direct_sublayers():
+            if not sub.built:
+                continue
+            for w in sub.weights:
+                layer, key = _resolve_weight(w)
+                links.setdefault(f"{layer.name}/{key}", (layer, key, w))
+        old = self.__dict__.get("_sublayer_links") or {}
+        if not links and not old:
+            return
+        for layer, _, _ in links.values():
+            cached = layer.__dict__.get("_own_values")
+            if cached and any(isinstance(v, jax.core.Tracer) for v in cached.values()):
+                layer.__dict__["_own_values"] = None
+        own = [w for w in self._weights if w.name not in old]
+        own_values = self.__dict__.get("_own_values")
+        self.__dict__["_sublayer_links"] = {k: (layer, key) for k, (layer, key, _) in
+                                            links.items()}
+        self._weights = own + [
+            Weight(self, name, w.shape, w.dtype, w.initializer,
+                   w.trainable and w.layer.trainable, w.regularizer, w.constraint)
+            for name, (_, _, w) in links.items()]
+        self.__dict__["_own_values"] = own_values
+
     # ------------------------------------------------------------------ trainable
 
     @property
@@ -490,8 +576,21 @@ class Layer:
         if "mask" in accepts and mask is not None:
             kwargs["mask"] = mask
         if self._keras_style_call():
-            with self._weights_as_values(w):
-                return self.call(*args, **kwargs), {}
+            outer = getattr(_implicit_masks, "current", None)
+            if mask is not None or outer:
+                # As Keras's tensors carry their mask: a sublayer called on the inputs
+                # inside `call` receives their mask (`mask`, or `<arg>_mask`).
+                current = dict(outer or {})
+                if mask is not None and hasattr(args[0] if args else None, "shape"):
+                    current[id(args[0])] = (args[0], mask)
+                _implicit_masks.current = current
+            try:
+                with self._weights_as_values(w):
+                    out = self.call(*args, **kwargs)
+                    return out, self._collect_sublayer_updates()
+            finally:
+                if mask is not None or outer:
+                    _implicit_masks.current = outer
         return self.call(w, *args, **kwargs), {}
 
     @classmethod
@@ -521,20 +620,49 @@ class Layer:
                     isinstance(e, Weight) and id(e) in mine for e in v):
                 saved[key] = v
         outer = self.__dict__.get("_call_values")
+        links = self.__dict__.get("_sublayer_links")
+        bound = {}
+        if links:  # sublayers called inside `call` read their share of `w`
+            if _pending_sync:
+                flush_sync()
+            for layer, part in _group_links(links, w).items():
+                bound[layer] = (layer.__dict__.get("_own_values"), part)
+                layer.__dict__["_own_values"] = {**(bound[layer][0] or {}), **part}
         try:
             for key, v in saved.items():
                 object.__setattr__(self, key, type(v)(value(e) for e in v)
                                    if isinstance(v, (list, tuple)) else value(v))
             # Weights read by short name (`self.kernel`, see __getattr__) are values too.
             self._call_values = w
-            yield
+            yield self._sublayer_updates(bound)
         finally:
+            for layer, (previous, _) in bound.items():
+                layer.__dict__["_own_values"] = previous
             for key, v in saved.items():
                 object.__setattr__(self, key, v)
             if outer is None:
                 self.__dict__.pop("_call_values", None)
             else:
                 self._call_values = outer
+
+    def _sublayer_updates(self, bound) -> dict:
+        """A dict that, once the call has run, holds the new values the bound sublayers
+        wrote (a BatchNormalization's moving statistics), under this layer's names."""
+        updates: dict = {}
+        self.__dict__["_pending_sublayer_updates"] = (bound, updates)
+        return updates
+
+    def _collect_sublayer_updates(self) -> dict:
+        bound, updates = self.__dict__.pop("_pending_sublayer_updates", ({}, {}))
+        links = self.__dict__.get("_sublayer_links") or {}
+        for name, (layer, key) in links.items():
+            if layer not in bound:
+                continue
+            now = layer.__dict__.get("_own_values") or {}
+            given = bound[layer][1].get(key)
+            if key in now and now[key] is not given:
+                updates[name] = now[key]
+        return updates
 
     def compute_output_shape(self, input_shape):
         """Override for speed; by default shapes are inferred with `jax.eval_shape`."""
@@ -630,10 +758,12 @@ class Layer:
 
     @property
     def weights(self) -> list[Weight]:
-        """All weights, trainable ones first, in Keras's order."""
-        return [w for w in self._weights if w.trainable] + [
-            w for w in self._weights if not w.trainable
-        ]
+        """All weights, trainable ones first, in Keras's order (then those of the
+        sublayers of a Keras-style layer, sublayer by sublayer)."""
+        links = self.__dict__.get("_sublayer_links") or {}
+        own = [w for w in self._weights if w.name not in links]
+        return [w for w in own if w.trainable] + [w for w in own if not w.trainable] + [
+            w for w in self._weights if w.name in links]
 
     @property
     def trainable_weights(self) -> list[Weight]:
@@ -816,6 +946,7 @@ class Layer:
                 f"Layer {self.name!r} ({type(self).__name__}) cannot be called on inputs with "
                 f"shape {_shapes_of(args[0])}: {e}"
             ) from e
+        self._link_sublayers()
         node = Node(self, args, kwargs)
         outputs = node.set_outputs(outputs)
         self._nodes.append(node)
@@ -827,7 +958,11 @@ class Layer:
         if not self.built:
             self._maybe_build(jax.tree_util.tree_map(lambda a: _SpecView(a.shape), args[0]))
         self._check_inputs(args[0])
-        training = kwargs.pop("training", False)
+        if getattr(_implicit_masks, "current", None):
+            kwargs = self._with_implicit_masks(args, kwargs)
+        training = kwargs.pop("training", None)
+        if training is None:
+            training = self.training_by_default
         rng = jg_random.as_key(kwargs.pop("rng", None))
         if rng is None and training and self.needs_rng():
             rng = jg_random.next_key()
@@ -835,7 +970,36 @@ class Layer:
         out, updates = self.forward(w, *args, training=training, rng=rng, **kwargs)
         if updates:
             self._set_values({**self._current_values(), **updates})
+        if self._keras_style_call() and "_sublayer_links" not in self.__dict__:
+            self._link_sublayers()
         return out
+
+    def _with_implicit_masks(self, args, kwargs) -> dict:
+        """Keras's rule inside a Keras-style `call`: one tensor argument brings its mask
+        as `mask`, several bring theirs as `<argument>_mask`, where not given."""
+        registry = _implicit_masks.current
+
+        def mask_of(value):
+            entry = registry.get(id(value))
+            return entry[1] if entry is not None and entry[0] is value else None
+
+        fn = type(self).call if type(self).forward is Layer.forward else type(self).forward
+        params = [n for n, p in inspect.signature(fn).parameters.items()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        params = params[1:] if self._keras_style_call() else params[2:]  # self (and w)
+        bound = {**dict(zip(params, args)), **kwargs}
+        tensors = {k: v for k, v in bound.items() if hasattr(v, "shape")}
+        kwargs = dict(kwargs)
+        if len(tensors) == 1:
+            m = mask_of(args[0]) if args else None
+            if m is not None and kwargs.get("mask") is None:
+                kwargs["mask"] = m
+            return kwargs
+        for name, value in tensors.items():
+            m = mask_of(value)
+            if m is not None and f"{name}_mask" in params and bound.get(f"{name}_mask") is None:
+                kwargs[f"{name}_mask"] = m
+        return kwargs
 
     def compute_output_spec(self, *args, **kwargs):
         """Output symbolic tensors for symbolic inputs (shape and dtype only)."""
@@ -1035,6 +1199,31 @@ def _fills_default(cls, key: str, param: inspect.Parameter) -> bool:
     if key == "dtype":
         return param.default is not None
     return key not in _UNFILLED_ARGS
+
+
+def _resolve_weight(w: Weight) -> tuple[Layer, str]:
+    """The layer whose cache holds weight `w`'s value, and its name there (through
+    wrappers, whose weights are their inner layers', and linked sublayers)."""
+    owner = w.layer
+    links = owner.__dict__.get("_sublayer_links")
+    if links and w.name in links:
+        return links[w.name]
+    for prefix, inner in owner.__dict__.get("_linked_parts") or ():
+        if w.name.startswith(prefix):
+            rest = w.name[len(prefix):]
+            match = next((x for x in inner._weights if x.name == rest), None)
+            if match is not None:
+                return _resolve_weight(match)
+    return owner, w.name
+
+
+def _group_links(links: dict, values: dict) -> dict:
+    """{storage layer: {its weight name: value}} for the linked names in `values`."""
+    groups: dict = {}
+    for name, (layer, key) in links.items():
+        if name in values:
+            groups.setdefault(layer, {})[key] = values[name]
+    return groups
 
 
 class _SpecView:

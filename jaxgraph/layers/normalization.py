@@ -21,6 +21,12 @@ def _stat_dtype(x):
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
+def _output_dtype(layer, x):
+    """Keras casts floating inputs to the layer's compute dtype: a float16 array given to
+    a float32 layer comes out float32 (as the symbolic output says)."""
+    return layer.compute_dtype if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype
+
+
 def _normalize(x, mean, variance, gamma, beta, epsilon):
     inv = jax.lax.rsqrt(variance + epsilon)
     if gamma is not None:
@@ -146,7 +152,7 @@ class BatchNormalization(Layer):
 
     def forward(self, w, inputs, training=False, rng=None, mask=None, **kwargs):
         x = inputs
-        out_dtype = x.dtype
+        out_dtype = _output_dtype(self, x)
         dtype = _stat_dtype(x)
         x = x.astype(dtype)
         axis = self.axis % x.ndim
@@ -263,7 +269,7 @@ class LayerNormalization(Layer):
                                     axes={a: input_shape[a] for a in axes})
 
     def call(self, w, x):
-        out_dtype = x.dtype
+        out_dtype = _output_dtype(self, x)
         dtype = _stat_dtype(x)
         x = x.astype(dtype)
         axes = tuple(self._axes(x.ndim))
@@ -339,7 +345,7 @@ class GroupNormalization(Layer):
         self.input_spec = InputSpec(ndim=len(input_shape), axes={self.axis: dim})
 
     def call(self, w, x):
-        out_dtype = x.dtype
+        out_dtype = _output_dtype(self, x)
         dtype = _stat_dtype(x)
         x = x.astype(dtype)
         axis = self.axis % x.ndim

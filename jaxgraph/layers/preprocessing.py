@@ -209,7 +209,14 @@ class _ImageLayer(Layer):
 
 
 class _RandomImageLayer(_ImageLayer):
-    """Augmentation: identity at inference, `_augment(images, key)` when training."""
+    """Augmentation: identity at inference, `_augment(images, key)` when training.
+
+    Called directly (or inside a model called directly) without `training=`, the layer
+    augments, as Keras's do: `data_augmentation(images)` shows augmented images, while
+    `predict`/`evaluate` and `training=False` leave them alone.
+    """
+
+    training_by_default = True
 
     def call(self, w, x, training=False, rng=None):
         images, back = self._to_nhwc(x)

@@ -187,6 +187,15 @@ def _host_device(layers):
         return None
 
 
+def _tracing() -> bool:
+    """Whether a JAX transformation is tracing right now."""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # pragma: no cover - a JAX without it
+        return False
+    return not trace_state_clean()
+
+
 def _initialize_missing(entries) -> None:
     """Create every missing layer value in ONE compiled program (not one per weight)."""
     flush_sync()
@@ -196,6 +205,10 @@ def _initialize_missing(entries) -> None:
     from ..random import next_key
 
     key = next_key()
+    if _tracing():  # a model called inside a traced Keras-style layer: no nested compile
+        for i, layer in enumerate(missing):
+            layer._set_values(layer.init_values(jax.random.fold_in(key, i)))
+        return
     host = _host_device(missing)
     if host is None:
         drawn = _init_program(missing)(key)
@@ -301,6 +314,8 @@ def _call_layer(layer, node, run: _Run, args, kwargs, mask):
     args = _cast_floats(args, compute)
     kwargs = dict(kwargs)
     training = kwargs.pop("training", run.training)
+    if training is None:  # a model called without `training=`: the layer's own default
+        training = layer.training_by_default
     overrides = run.overrides.get(layer.name) if run.overrides else None
     if overrides:
         kwargs.update(overrides)
@@ -468,7 +483,8 @@ def run_model(model: Functional, variables: dict, inputs, *, training=False, rng
         raise ValueError("variables must be a dict {'params': ..., 'state': ...}, from init()")
     state = _copy_nested(variables.get("state", {}))
     overrides = state.pop(OVERRIDES, None)
-    run = _Run(variables["params"], state, bool(training), as_key(rng), paths, overrides, valid)
+    training = None if training is None else bool(training)
+    run = _Run(variables["params"], state, training, as_key(rng), paths, overrides, valid)
     values = _prepare_inputs(model, inputs)
     with collecting_losses() as added:
         results = _run_graph(model, run, values, [None] * len(values))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import jax
@@ -11,7 +12,6 @@ import numpy as np
 from .. import random as jg_random
 from ..callbacks.base import CallbackList, Logs
 from . import data as data_mod
-from . import optimizers as optimizers_mod
 
 _DEFAULT_BATCH = 32
 
@@ -228,9 +228,8 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
                 val_logs = _evaluate_stream(model, trainer, cbl, validation_data,
                                             validation_steps, variables)
             epoch_logs.update({f"val_{k_}": v for k_, v in val_logs.items()})
-        lr = optimizers_mod.get_learning_rate(trainer.ts["opt"])
-        if lr is not None:
-            epoch_logs["learning_rate"] = lr
+        # Keras logs no learning rate here: ReduceLROnPlateau, LearningRateScheduler and
+        # TensorBoard add it themselves, so History's keys are the compiled metrics'.
         logs = Logs(epoch_logs)
         cbl.call("on_epoch_end", epoch, logs)
         if model.stop_training:
@@ -451,13 +450,16 @@ def run_evaluate(model, trainer, x, y, *, batch_size, verbose, sample_weight, st
     params = {"epochs": 1, "steps": batches, "verbose": verbose}  # Keras: the batch count
     cbl, _ = _make_callbacks(model, trainer, callbacks, 0, params, None, False)
     _silence_quiet_batch_hooks(cbl)
+    started = time.perf_counter()
     if stream:
         results = _evaluate_stream(model, trainer, cbl, x, steps, variables)
     else:
         results = _evaluate_staged(model, trainer, cbl, staged, batch_size, variables, steps)
     out = {k: float(v) for k, v in jax.device_get(results).items()}
-    if verbose:
-        print(" - ".join(f"{k}: {v:.4f}" for k, v in out.items()))
+    if verbose:  # Keras's summary: `1/1 - 0s - 5ms/step - accuracy: 0.7500 - loss: ...`
+        from ..callbacks.progbar import summary_line
+
+        print(summary_line(batches, time.perf_counter() - started, out), flush=True)
     return out
 
 
@@ -495,6 +497,7 @@ def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
     params = {"epochs": 1, "steps": batches, "verbose": 0}  # Keras: the batch count
     cbl, _ = _make_callbacks(model, trainer, callbacks, 0, params, None, False)
     _silence_quiet_batch_hooks(cbl)
+    started = time.perf_counter()
     model.stop_predicting = False
     cbl.call("on_predict_begin", Logs())
     if stream:
@@ -508,9 +511,14 @@ def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
             if model.stop_predicting:
                 break
         flat = [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
+        batches = len(outs) if batches is None else batches
     else:
         flat = _predict_arrays(model, fn, variables, xs, batch_size or _DEFAULT_BATCH, cbl)
     cbl.call("on_predict_end", Logs())
+    if _resolve_verbose(verbose):  # Keras's summary: `1/1 - 0s - 5ms/step`
+        from ..callbacks.progbar import summary_line
+
+        print(summary_line(batches, time.perf_counter() - started, None), flush=True)
     return model._output_struct.pack(flat)
 
 
