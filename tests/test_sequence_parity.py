@@ -118,9 +118,10 @@ def test_sublayer_state_updates_flow_through_a_keras_style_layer():
     block = Block(name="block")
     model = jg.Model(inputs, block(inputs))
     names = [w.name for w in block.weights]
-    assert names == ["dense/kernel", "dense/bias", "batch_normalization/gamma",
-                     "batch_normalization/beta", "batch_normalization/moving_mean",
-                     "batch_normalization/moving_variance"] or len(names) == 6
+    # `<sublayer>/<weight>`, in Keras's order (sublayer names depend on the name counters).
+    assert [n.split("/")[0] for n in names] == [block.dense.name] * 2 + [block.norm.name] * 4
+    assert [n.split("/")[1] for n in names] == ["kernel", "bias", "gamma", "beta",
+                                                "moving_mean", "moving_variance"]
     assert len(block.trainable_weights) == 4 and len(block.non_trainable_weights) == 2
     x = np.random.default_rng(1).normal(size=(8, 4)).astype("float32")
     _, state = model.apply(model.variables, x, training=True)
@@ -128,3 +129,49 @@ def test_sublayer_state_updates_flow_through_a_keras_style_layer():
     mean = (x @ kernel + np.asarray(model.variables["params"]["block"][names[1]])).mean(0)
     moving = [k for k in state["block"] if "moving_mean" in k][0]
     np.testing.assert_allclose(state["block"][moving], 0.5 * mean, atol=1e-5)
+
+
+def test_sublayers_called_without_training_follow_the_caller_as_in_keras():
+    # Keras's call context: a Dropout or BatchNormalization that a Keras-style layer calls
+    # without `training=` runs in the caller's mode, with a fresh key at every step.
+    class Block(jg.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.drop = jg.layers.Dropout(0.5)
+            self.norm = jg.layers.BatchNormalization(momentum=0.5, center=False, scale=False)
+
+        def call(self, inputs):
+            return self.norm(self.drop(inputs))
+
+    inputs = jg.Input((64,))
+    block = Block()
+    model = jg.Model(inputs, block(inputs))
+    assert block.needs_rng()
+    x = np.random.default_rng(2).uniform(1.0, 2.0, size=(16, 64)).astype("float32")
+
+    # Inference: the dropout is off and the moving statistics (0 and 1) normalise.
+    eps = 1e-3
+    np.testing.assert_allclose(model.predict(x, verbose=0), x / np.sqrt(1 + eps), rtol=1e-5)
+
+    # Training: the dropout zeroes about half of the entries, with a mask drawn from the
+    # step's key (two keys, two masks; the same key, the same mask), and the batch
+    # normalization uses and records the batch statistics of the dropped-out inputs.
+    import jax
+
+    apply = jax.jit(lambda v, k: model.apply(v, x, training=True, rng=k))
+    (out1, state), (out2, _), (out3, _) = (apply(model.variables, jax.random.key(k))
+                                           for k in (0, 1, 0))
+    dropped1 = np.asarray(out1) == np.asarray(out1).min(0)  # each column's zeros
+    zero_share = np.mean(dropped1)
+    assert 0.3 < zero_share < 0.7
+    assert not np.array_equal(np.asarray(out1), np.asarray(out2))
+    np.testing.assert_array_equal(np.asarray(out1), np.asarray(out3))
+    moving = {k.split("/")[-1]: np.asarray(v) for k, v in state[block.name].items()}
+    d = np.where(dropped1, 0.0, 2.0 * x)  # the dropout's output (kept entries are >= 2)
+    np.testing.assert_allclose(moving["moving_mean"], 0.5 * d.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(moving["moving_variance"], 0.5 + 0.5 * d.var(0), rtol=1e-4)
+
+    # fit trains through the same path: the moving mean moves off its initial zeros.
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.zeros_like(x), batch_size=16, epochs=1, verbose=0)
+    assert np.all(block.norm.moving_mean.numpy() > 0.2)

@@ -186,6 +186,11 @@ def get_layer_class(name: str, custom_objects: dict | None = None, *,
 #: While a Keras-style layer's `call` runs with a mask: {id(inputs): (inputs, mask)}.
 _implicit_masks = threading.local()
 
+#: While a Keras-style layer's `call` runs: its [training, rng, keys drawn so far]. A
+#: sublayer called inside without `training=` takes the caller's (Keras's call context),
+#: and its key is folded from the caller's, so it is fresh at every traced step.
+_call_context = threading.local()
+
 
 # ---------------------------------------------------------------------------- loss collection
 
@@ -584,11 +589,14 @@ class Layer:
                 if mask is not None and hasattr(args[0] if args else None, "shape"):
                     current[id(args[0])] = (args[0], mask)
                 _implicit_masks.current = current
+            caller = getattr(_call_context, "current", None)
+            _call_context.current = [training, rng, 0]
             try:
                 with self._weights_as_values(w):
                     out = self.call(*args, **kwargs)
                     return out, self._collect_sublayer_updates()
             finally:
+                _call_context.current = caller
                 if mask is not None or outer:
                     _implicit_masks.current = outer
         return self.call(w, *args, **kwargs), {}
@@ -673,8 +681,20 @@ class Layer:
         return mask if self.supports_masking else None
 
     def needs_rng(self) -> bool:
-        """Whether `call` wants a PRNG key (Dropout, noise, augmentation)."""
-        return "rng" in self._accepted_call_args()
+        """Whether `call` wants a PRNG key (Dropout, noise, augmentation), itself or,
+        for a Keras-style layer, through a layer it holds."""
+        if "rng" in self._accepted_call_args():
+            return True
+        if not self._keras_style_call():
+            return False
+        visiting = _call_context.__dict__.setdefault("visiting", set())
+        if id(self) in visiting:  # a sublayer that refers back to its owner
+            return False
+        visiting.add(id(self))
+        try:
+            return any(sub.needs_rng() for sub in self._direct_sublayers())
+        finally:
+            visiting.discard(id(self))
 
     @classmethod
     def _accepted_call_args(cls) -> frozenset:
@@ -960,15 +980,24 @@ class Layer:
         self._check_inputs(args[0])
         if getattr(_implicit_masks, "current", None):
             kwargs = self._with_implicit_masks(args, kwargs)
+        context = getattr(_call_context, "current", None)  # inside a Keras-style `call`
         training = kwargs.pop("training", None)
         if training is None:
-            training = self.training_by_default
+            training = self.training_by_default if context is None else bool(context[0])
         rng = jg_random.as_key(kwargs.pop("rng", None))
         if rng is None and training and self.needs_rng():
-            rng = jg_random.next_key()
+            if context is not None and context[1] is not None:
+                rng = jax.random.fold_in(context[1], context[2])
+                context[2] += 1
+            else:
+                rng = jg_random.next_key()
         w = self._current_values() if self._weights else {}
         out, updates = self.forward(w, *args, training=training, rng=rng, **kwargs)
-        if updates:
+        if updates and context is not None:
+            # Inside a Keras-style `call`: the caller collects these as its own state
+            # updates; they are not a user's edit of the weights (no version bump).
+            self._values = {**self._current_values(), **updates}
+        elif updates:
             self._set_values({**self._current_values(), **updates})
         if self._keras_style_call() and "_sublayer_links" not in self.__dict__:
             self._link_sublayers()
