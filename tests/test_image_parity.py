@@ -22,6 +22,7 @@ keras = pytest.importorskip("keras")
 ])
 def test_vgg_matches_keras_structure(name, kwargs, count):
     reset_names()
+    keras.backend.clear_session()  # Keras's automatic names restart too
     ours = getattr(applications, name)(weights=None, **kwargs)
     theirs = getattr(keras.applications, name)(weights=None, **kwargs)
     assert ours.count_params() == theirs.count_params() == count

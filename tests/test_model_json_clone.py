@@ -2,7 +2,6 @@
 `input_tensors`, `clone_function`, `call_function` and `recursive`, checked against
 Keras 3 where it is installed."""
 
-import importlib
 import json
 import os
 import sys
@@ -222,15 +221,8 @@ def test_model_from_json_custom_layer_and_registered_lambda():
     _close(rebuilt.predict(X4, verbose=0), np.tanh(3.0 * X4))
 
 
-def test_model_from_json_never_imports_what_the_string_names(monkeypatch):
-    calls = []
-    real = importlib.import_module
-
-    def spy(name, package=None):
-        calls.append(name)
-        return real(name, package)
-
-    monkeypatch.setattr(importlib, "import_module", spy)
+def test_model_from_json_never_imports_what_the_string_names(import_spy):
+    calls = import_spy
     x = Input((4,))
     record = json.loads(Model(x, layers.Dense(2, name="d")(x)).to_json())
     entry = [e for e in record["config"]["layers"] if e["name"] == "d"][0]

@@ -2,7 +2,6 @@
 name (registered, unregistered, package-qualified), optax optimizers, symlinks and the
 compile settings a file keeps."""
 
-import importlib
 import json
 import os
 import subprocess
@@ -50,20 +49,6 @@ def _compile_json(path):
 
 
 # ---------------------------------------------------------------------------- crafted files
-
-
-@pytest.fixture
-def import_spy(monkeypatch):
-    """Records every importlib.import_module call made while loading."""
-    calls = []
-    real = importlib.import_module
-
-    def spy(name, package=None):
-        calls.append(name)
-        return real(name, package)
-
-    monkeypatch.setattr(importlib, "import_module", spy)
-    return calls
 
 
 def _lambda_file(tmp_path):

@@ -131,6 +131,25 @@ def correct_pad(inputs, kernel_size):
     return ((correct[0] - adjust[0], correct[0]), (correct[1] - adjust[1], correct[1]))
 
 
+def finish(inputs, x, *, include_top, top, pooling, weights, name, classes,
+           classifier_activation, pool_names=(None, None)):
+    """The end every network shares: `top(x)` then the `predictions` Dense when
+    `include_top`, else the `pooling` layer; the Model, with `weights` loaded."""
+    from .. import layers
+    from ..models import Model
+
+    if include_top:
+        x = top(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    else:
+        pool = pooling_layer(pooling, *pool_names)
+        if pool is not None:
+            x = pool(x)
+    model = Model(inputs, x, name=name)
+    load_weights(model, weights)
+    return model
+
+
 def pooling_layer(pooling, name_avg=None, name_max=None):
     """The layer `pooling='avg'|'max'` adds after a headless network (None: no layer)."""
     from .. import layers

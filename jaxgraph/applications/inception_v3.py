@@ -11,7 +11,6 @@ BatchNormalization (no scale) + ReLU. Layer names, weight layouts and the parame
 from __future__ import annotations
 
 from .. import layers
-from ..models import Model
 from . import imagenet_utils
 from .imagenet_utils import decode_predictions  # noqa: F401  (Keras's module API)
 
@@ -137,17 +136,10 @@ def InceptionV3(include_top=True, weights=None, input_tensor=None, input_shape=N
     x = _module_8(x, 0)
     x = _module_8(x, 1)
 
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        pool = imagenet_utils.pooling_layer(pooling)
-        if pool is not None:
-            x = pool(x)
-
-    model = Model(inputs, x, name=name)
-    imagenet_utils.load_weights(model, weights)
-    return model
+    return imagenet_utils.finish(
+        inputs, x, include_top=include_top, pooling=pooling, weights=weights, name=name,
+        top=lambda x: layers.GlobalAveragePooling2D(name="avg_pool")(x), classes=classes,
+        classifier_activation=classifier_activation)
 
 
 def preprocess_input(x, data_format=None):

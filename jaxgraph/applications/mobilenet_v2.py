@@ -10,7 +10,6 @@ alpha=1.0 with the 1000-class top) are Keras's.
 from __future__ import annotations
 
 from .. import layers
-from ..models import Model
 from . import imagenet_utils
 from .imagenet_utils import decode_predictions  # noqa: F401  (Keras's module API)
 
@@ -123,17 +122,11 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights=None,
     x = layers.BatchNormalization(name="Conv_1_bn", **_BN)(x)
     x = layers.ReLU(6.0, name="out_relu")(x)
 
-    if include_top:
-        x = layers.GlobalAveragePooling2D()(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        pool = imagenet_utils.pooling_layer(pooling)
-        if pool is not None:
-            x = pool(x)
-
-    model = Model(inputs, x, name=name or f"mobilenetv2_{alpha:0.2f}_{rows}")
-    imagenet_utils.load_weights(model, weights)
-    return model
+    return imagenet_utils.finish(
+        inputs, x, include_top=include_top, pooling=pooling, weights=weights,
+        name=name or f"mobilenetv2_{alpha:0.2f}_{rows}",
+        top=lambda x: layers.GlobalAveragePooling2D()(x), classes=classes,
+        classifier_activation=classifier_activation)
 
 
 def preprocess_input(x, data_format=None):

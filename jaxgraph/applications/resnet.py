@@ -9,7 +9,6 @@ parameter counts (ResNet50: 25,636,712 with the 1000-class top) are Keras's.
 from __future__ import annotations
 
 from .. import layers
-from ..models import Model
 from . import imagenet_utils
 from .imagenet_utils import decode_predictions  # noqa: F401  (Keras's module API)
 
@@ -92,17 +91,11 @@ def ResNet(stack_fn, preact, use_bias, model_name="resnet", include_top=True, we
         x = layers.BatchNormalization(epsilon=_BN_EPSILON, name="post_bn")(x)
         x = layers.Activation("relu", name="post_relu")(x)
 
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        pool = imagenet_utils.pooling_layer(pooling, name_avg="avg_pool", name_max="max_pool")
-        if pool is not None:
-            x = pool(x)
-
-    model = Model(inputs, x, name=name or model_name)
-    imagenet_utils.load_weights(model, weights)
-    return model
+    return imagenet_utils.finish(
+        inputs, x, include_top=include_top, pooling=pooling, weights=weights,
+        name=name or model_name, top=lambda x: layers.GlobalAveragePooling2D(name="avg_pool")(x),
+        classes=classes, classifier_activation=classifier_activation,
+        pool_names=("avg_pool", "max_pool"))
 
 
 def ResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,

@@ -10,7 +10,6 @@ parameter counts (138,357,544 and 143,667,240 with the top) are Keras's.
 from __future__ import annotations
 
 from .. import layers
-from ..models import Model
 from . import imagenet_utils
 from .imagenet_utils import decode_predictions  # noqa: F401  (Keras's module API)
 
@@ -30,18 +29,15 @@ def _vgg(depths, model_name, files, include_top, weights, input_tensor, input_sh
             x = layers.Conv2D(filters, (3, 3), activation="relu", padding="same",
                               name=f"block{block}_conv{i}")(x)
         x = layers.MaxPooling2D((2, 2), strides=(2, 2), name=f"block{block}_pool")(x)
-    if include_top:
+
+    def top(x):
         x = layers.Flatten(name="flatten")(x)
         x = layers.Dense(4096, activation="relu", name="fc1")(x)
-        x = layers.Dense(4096, activation="relu", name="fc2")(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        pool = imagenet_utils.pooling_layer(pooling)
-        if pool is not None:
-            x = pool(x)
-    model = Model(inputs, x, name=name)
-    imagenet_utils.load_weights(model, weights)
-    return model
+        return layers.Dense(4096, activation="relu", name="fc2")(x)
+
+    return imagenet_utils.finish(inputs, x, include_top=include_top, top=top, pooling=pooling,
+                                 weights=weights, name=name, classes=classes,
+                                 classifier_activation=classifier_activation)
 
 
 def VGG16(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
