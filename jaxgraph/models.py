@@ -97,11 +97,16 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
     state). Keras-style subclassed models (their own `call`) are rebuilt from their
     config and take none of these arguments.
     """
+    if kwargs:  # as Keras 3, which takes **kwargs for its own use
+        raise ValueError(f"clone_model: unexpected keyword argument(s) {tuple(kwargs)}")
+    return _clone_model(model, input_tensors, clone_function, call_function, recursive, {})
+
+
+def _clone_model(model, input_tensors, clone_function, call_function, recursive, cache):
+    """`clone_model`, with `cache` {id(original layer): (it, its clone)} shared by the
+    nested models a recursive clone visits (a layer shared across them stays shared)."""
     from .graph.functional import Functional
 
-    cache = kwargs.pop("cache", None)
-    if kwargs:
-        raise ValueError(f"clone_model: unexpected keyword argument(s) {tuple(kwargs)}")
     if clone_function is not None and not callable(clone_function):
         raise ValueError(f"clone_model: clone_function must be callable, got {clone_function!r}")
     if call_function is not None and not callable(call_function):
@@ -155,19 +160,16 @@ def _wrap_clone_function(clone_function, call_function, recursive, cache):
     from .graph.functional import Functional
 
     clone_function = clone_function or _default_clone
-    cache = {} if cache is None else cache
 
     def wrapped(layer):
         key = id(layer)
         if key in cache:
             return cache[key][1]
         if recursive and isinstance(layer, _SequentialGraph):
-            new = clone_model(layer, clone_function=clone_function, recursive=True,
-                              cache=cache)
+            new = _clone_model(layer, None, clone_function, None, True, cache)
         elif recursive and isinstance(layer, Functional) \
                 and layer._keras_style_call() is None:
-            new = clone_model(layer, clone_function=clone_function,
-                              call_function=call_function, recursive=True, cache=cache)
+            new = _clone_model(layer, None, clone_function, call_function, True, cache)
         else:
             new = clone_function(layer)
         # The original is kept alive with its clone, so its id is never reused meanwhile.

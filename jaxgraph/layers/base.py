@@ -605,11 +605,14 @@ class Layer:
     def _keras_style_call(cls) -> bool:
         """A layer written the Keras way: `call(self, inputs)` reading the weights that
         `build` stored as attributes (`self.W = self.add_weight(...)`), not `call(w, x)`."""
-        if cls.call is Layer.call:
-            return False
-        params = [p for p in inspect.signature(cls.call).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
-        return bool(params) and params[0].name != "w"
+        cached = cls.__dict__.get("_keras_style")  # per class: asked at every call
+        if cached is None:
+            params = [] if cls.call is Layer.call else [
+                p for p in inspect.signature(cls.call).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+            cached = bool(params) and params[0].name != "w"
+            cls._keras_style = cached
+        return cached
 
     @contextlib.contextmanager
     def _weights_as_values(self, w):
