@@ -201,6 +201,11 @@ def main(argv=None) -> dict:
                    help="default: all registered but the opt-in ones (jaxgraph_spe1)")
     p.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
     p.add_argument("--epochs", type=int, default=2, help="first epoch + steady ones (>= 2)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed rounds of every method before the repeats (default 1, 0 with "
+                        "--quick; see "
+                        "benchmarks/README.md): the process's first run of anything pays one-time "
+                        "setup that would otherwise land on whichever column happens to be first")
     p.add_argument("--quick", action="store_true", help="smoke test: small data and batches")
     p.add_argument("--max-run-s", type=float, default=60.0,
                    help="a method whose run takes longer is not repeated on that workload")
@@ -221,6 +226,8 @@ def main(argv=None) -> dict:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     assert args.epochs >= 2, "need at least one steady-state epoch after the first"
     repeats = args.repeats or (1 if args.quick else 3)
+    if args.warmup is None:
+        args.warmup = 0 if args.quick else 1
     methods = (args.methods.split(",") if args.methods
                else [m for m in METHODS if m not in OPT_IN])
     if REFERENCE in methods:  # the reference column first
@@ -236,6 +243,7 @@ def main(argv=None) -> dict:
         meta = {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                 "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
                 "quick": args.quick, "epochs": args.epochs, "repeats": repeats,
+                "warmup": args.warmup,
                 "compilation_cache": args.compilation_cache, "flops_per_step": step_flop_counts,
                 "samples": {r["workload"]: r["samples"] for r in runs}, "failed": failed}
         with open(args.out, "w") as f:
@@ -250,6 +258,15 @@ def main(argv=None) -> dict:
         flops = step_flop_counts[wname] = None if args.no_flops else step_flops(w, x, y)
         skipped = [m for m in methods if f"{wname}:{m}" in args.skip.split(",")]
         done, slow = [], set(skipped)
+        for r in range(args.warmup):
+            for m in methods:
+                if m in slow:
+                    continue
+                try:
+                    METHODS[m](w, x, y, args.epochs)
+                except Exception:  # the timed repeats report it
+                    traceback.print_exc()
+            print(f"  {wname:<12} warm-up round {r} done (not measured)", flush=True)
         for r in range(repeats):
             order = methods[r % len(methods):] + methods[:r % len(methods)]
             for m in order:
