@@ -1,14 +1,17 @@
-"""Arithmetic and indexing on symbolic tensors (`x + y`, `x * 2`, `x[:, 0]`).
+"""Arithmetic, indexing and `jaxgraph.ops` calls on symbolic tensors (`x + y`, `x[:, 0]`,
+`ops.expand_dims(x, -1)`).
 
-Each operator becomes a small serializable layer, so graphs built with plain Python
-operators still save, load and print like any other.
+Each becomes a small serializable layer, so graphs built with plain Python operators
+and ops still save, load and print like any other.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
-from .base import Layer
+from ..graph.tensor import SymbolicTensor
+from .base import Layer, unique_name
 
 _BINARY = {
     "add": jnp.add,
@@ -97,3 +100,79 @@ class GetItem(Layer):
 
 def symbolic_getitem(x, key):
     return GetItem(_encode_key(key))(x)
+
+
+# `jaxgraph.ops` on symbolic tensors: one layer for every op. Its config holds the op's
+# name and its constant arguments, with {"tensor": i} where the i-th input goes; loading
+# resolves the name in `jaxgraph.ops.OPS` only, never by importing what a file names.
+
+
+def _encode_arg(value, tensors: list, op: str):
+    if type(value) is SymbolicTensor:
+        tensors.append(value)
+        return {"tensor": len(tensors) - 1}
+    if isinstance(value, (list, tuple)):
+        return [_encode_arg(v, tensors, op) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (type, np.dtype)):  # np.float32 has `shape` and `dtype` too
+        return {"dtype": jnp.dtype(value).name}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        array = np.asarray(value)
+        return {"array": array.tolist(), "dtype": array.dtype.name}
+    try:
+        return {"dtype": jnp.dtype(value).name}
+    except TypeError:
+        raise TypeError(f"ops.{op}: cannot record argument {value!r} in a graph (use "
+                        "tensors, numbers, strings, dtypes or tuples of them)") from None
+
+
+def _decode_arg(value, tensors):
+    if isinstance(value, list):  # JSON has no tuples; shapes and axes want them
+        return tuple(_decode_arg(v, tensors) for v in value)
+    if isinstance(value, dict):
+        if "tensor" in value:
+            return tensors[value["tensor"]]
+        if "array" in value:
+            return np.asarray(value["array"], dtype=value["dtype"])
+        if "dtype" in value:
+            return value["dtype"]
+    return value
+
+
+class OpLayer(Layer):
+    """`jaxgraph.ops.<op>(...)` applied to symbolic tensors: a node of the graph."""
+
+    def __init__(self, op: str, args=(), kwargs=None, **layer_kwargs):
+        from .. import ops
+
+        super().__init__(**layer_kwargs)
+        if op not in ops.OPS:
+            raise ValueError(f"Unknown op {op!r}: not a function of jaxgraph.ops")
+        self.op = op
+        self.op_args = list(args)
+        self.op_kwargs = dict(kwargs or {})
+        self._fn = ops.OPS[op]
+
+    def call(self, w, inputs):
+        args = [_decode_arg(a, inputs) for a in self.op_args]
+        kwargs = {k: _decode_arg(v, inputs) for k, v in self.op_kwargs.items()}
+        return self._fn(*args, **kwargs)
+
+    def compute_output_spec(self, *args, **kwargs):
+        try:
+            return super().compute_output_spec(*args, **kwargs)
+        except (ValueError, TypeError, IndexError) as e:
+            shapes = [t.shape for t in args[0]]
+            raise ValueError(f"ops.{self.op} (layer {self.name!r}) cannot be applied to "
+                             f"inputs with shapes {shapes}: {e}") from e
+
+
+def symbolic_call(op: str, args, kwargs):
+    """The graph node for `jaxgraph.ops.<op>(*args, **kwargs)` with symbolic tensors."""
+    tensors: list = []
+    encoded_args = [_encode_arg(a, tensors, op) for a in args]
+    encoded_kwargs = {k: _encode_arg(v, tensors, op) for k, v in kwargs.items()}
+    return OpLayer(op, encoded_args, encoded_kwargs, name=unique_name(op))(tensors)
