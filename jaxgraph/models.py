@@ -85,8 +85,11 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
       called twice. Default: `layer.__class__.from_config(layer.get_config())`, so a
       nested model comes back as a fresh copy of itself. Returning the layer itself
       shares it (and its weights) with the original.
-    - `input_tensors`: `Input` tensors (one, a list, or a dict, shaped like
+    - `input_tensors`: symbolic tensors (one, a list, or a dict, shaped like
       `model.input`) to build the copy on, instead of new Inputs like the original's.
+      `Input` tensors become the clone's inputs; as in Keras 3, a tensor a layer
+      produced is stood in for by a fresh Input of its shape (named `<name>CLONE`):
+      call the clone on the tensor to connect it.
     - `call_function(layer, *args, **kwargs) -> outputs` makes each call of a cloned
       layer in a functional model (default: `layer(*args, **kwargs)`), e.g. to insert
       layers; not for Sequential models.
@@ -180,20 +183,21 @@ def _wrap_clone_function(clone_function, call_function, recursive, cache):
 
 
 def _check_input_tensor(t, what):
+    """A tensor to build the clone on. As in Keras 3 any symbolic tensor will do: one
+    that a layer produced becomes the clone's input through a fresh `Input` of its
+    shape and dtype (Keras's `<name>CLONE`), so the clone is a model of its own, built
+    for that tensor, that one then calls on it."""
+    from .graph.input_layer import Input
     from .graph.tensor import is_symbolic
 
     if not is_symbolic(t):
         raise ValueError(
-            f"clone_model: input_tensors must be symbolic tensors from Input(...); {what} is "
-            f"{type(t).__name__}"
+            f"clone_model: all entries in input_tensors must be symbolic tensors (Keras: "
+            f"KerasTensors); {what} is {type(t).__name__}"
         )
-    if t.node is None or not t.node.is_input:
-        raise ValueError(
-            f"clone_model: input_tensors must come from Input(...); {what} ({t.name!r}) is "
-            "the output of a layer. jaxgraph models start at Input tensors: clone onto new "
-            "Inputs and call the clone on that tensor instead."
-        )
-    return t
+    if t.node is not None and t.node.is_input:
+        return t
+    return Input(batch_shape=t.shape, dtype=t.dtype, name=f"{t.name}CLONE")
 
 
 def _clone_sequential(model, clone, input_tensors):
@@ -234,26 +238,27 @@ def _clone_functional(model, clone, input_tensors, call_function):
             if not isinstance(input_tensors, dict) or \
                     sorted(map(str, input_tensors)) != sorted(struct.keys):
                 raise ValueError(
-                    f"clone_model: input_tensors must be a dict with keys {struct.keys}, like "
-                    f"model.input; got {input_tensors!r}"
+                    "clone_model: input_tensors must have the same structure as model.input: "
+                    f"a dict with keys {struct.keys}; got {input_tensors!r}"
                 )
             given = [input_tensors[k] for k in struct.keys]
         elif isinstance(input_tensors, (list, tuple)):
             given = list(input_tensors)
         elif isinstance(input_tensors, dict):
-            raise ValueError("clone_model: input_tensors is a dict, but the model's inputs "
-                             "are not; pass a tensor or a list like model.input")
+            raise ValueError("clone_model: input_tensors must have the same structure as "
+                             "model.input; it is a dict, but the model's inputs are not")
         else:
             given = [input_tensors]
         if len(given) != len(originals):
             raise ValueError(
-                f"clone_model: the model has {len(originals)} input(s) "
-                f"({model.input_names}), but input_tensors holds {len(given)}"
+                "clone_model: input_tensors must have the same structure as model.input: "
+                f"the model has {len(originals)} input(s) ({model.input_names}), but "
+                f"input_tensors holds {len(given)}"
             )
+        if len({id(t) for t in given}) != len(given):
+            raise ValueError("clone_model: the same tensor appears twice in input_tensors")
         new_inputs = [_check_input_tensor(t, f"input_tensors[{i}]")
                       for i, t in enumerate(given)]
-        if len({id(t) for t in new_inputs}) != len(new_inputs):
-            raise ValueError("clone_model: the same tensor appears twice in input_tensors")
 
     env = {id(old): new for old, new in zip(originals, new_inputs)}
     for node in model._nodes_in_order:

@@ -85,7 +85,9 @@ def test_to_json_round_trip_functional_with_shared_and_nested_models():
     text = model.to_json()
     record = json.loads(text)
     assert set(record) == {"module", "class_name", "config", "registered_name"}
-    assert record["class_name"] == "Model" and record["config"]["name"] == "graph"
+    assert record["class_name"] == "Functional" and record["config"]["name"] == "graph"
+    assert record["module"] == "keras.src.models.functional"
+    assert record["registered_name"] == "Functional"
     rebuilt = model_from_json(text)
     assert isinstance(rebuilt, jaxgraph.Model) and rebuilt.name == "graph"
     _same_architecture(rebuilt, model)
@@ -399,9 +401,6 @@ def test_clone_input_tensors_errors():
     jm = _simple(jaxgraph)
     with pytest.raises(ValueError, match="1 input"):
         clone_model(jm, input_tensors=[Input((4,)), Input((4,))])
-    intermediate = layers.Dense(4)(Input((8,)))
-    with pytest.raises(ValueError, match="come from Input"):
-        clone_model(jm, input_tensors=intermediate)
     with pytest.raises(ValueError, match="symbolic"):
         clone_model(jm, input_tensors=X4)
     with pytest.raises(ValueError, match="dict"):
@@ -596,3 +595,137 @@ def test_clone_preserves_output_structure_and_mc_dropout():
     clone = clone_model(model)
     assert sorted(clone.output) == ["mc", "plain"]
     assert clone.inference_needs_rng() and model.inference_needs_rng()
+
+
+# ---------------------------------------------------------------------------- Keras 3 parity
+
+
+def test_to_json_records_match_keras(keras):
+    """The records Keras 3 writes: Functional (module and registered name), Sequential."""
+    x = Input((3,))
+    inner = Model(x, layers.Dense(3)(x))
+    seq = Sequential([Input((3,)), layers.Dense(2)])
+    y = Input((3,))
+    outer = Model(y, [seq(inner(y)), inner(y)])
+    kx = keras.Input((3,))
+    kinner = keras.Model(kx, keras.layers.Dense(3)(kx))
+    kseq = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    ky = keras.Input((3,))
+    kouter = keras.Model(ky, [kseq(kinner(ky)), kinner(ky)])
+
+    def heads(text):
+        record = json.loads(text)
+        top = {k: record[k] for k in ("module", "class_name", "registered_name")}
+        nested = [(e["module"], e["class_name"], e["registered_name"])
+                  for e in record["config"]["layers"]]
+        refs = record["config"]["output_layers"]
+        return top, nested, [r[1:] for r in refs] if isinstance(refs[0], list) else refs[1:]
+
+    assert heads(outer.to_json()) == heads(kouter.to_json())
+    for ours, theirs in ((inner, kinner), (seq, kseq)):
+        ours, theirs = json.loads(ours.to_json()), json.loads(theirs.to_json())
+        for key in ("module", "class_name", "registered_name"):
+            assert ours[key] == theirs[key]
+    # get_config names nested functional models as Keras does too
+    assert [e["class_name"] for e in outer.get_config()["layers"]] == [
+        "InputLayer", "Functional", "Sequential"]
+
+
+def _keras_reads(keras, model, *xs):
+    rebuilt = keras.models.model_from_json(model.to_json())
+    rebuilt.set_weights(model.get_weights())
+    ours, theirs = model.predict(list(xs), verbose=0), rebuilt.predict(list(xs), verbose=0)
+    ours = ours if isinstance(ours, list) else [ours]
+    theirs = theirs if isinstance(theirs, list) else [theirs]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        _close(np.asarray(a), np.asarray(b))
+    return rebuilt
+
+
+def test_keras_reads_functional_to_json(keras):
+    image = Input((8, 8, 3), name="image")
+    x = layers.Conv2D(4, 3, activation="relu", padding="same")(image)
+    x = layers.BatchNormalization()(x)
+    x = layers.GlobalAveragePooling2D()(layers.MaxPooling2D()(x))
+    tokens = Input((5,), dtype="int32", name="tokens")
+    e = layers.Embedding(20, 4, mask_zero=True)(tokens)
+    y = layers.Bidirectional(layers.GRU(2))(layers.LSTM(3, return_sequences=True)(e))
+    merged = layers.Dropout(0.2)(layers.concatenate([x, y, layers.SimpleRNN(2)(e)]))
+    out = layers.Dense(3, activation="softmax", name="out")(merged)
+    aux = layers.Flatten()(layers.Reshape((3, 1))(layers.Add()([layers.Dense(3)(out), out])))
+    model = Model([image, tokens], [out, aux])
+    xi = RNG.normal(size=(2, 8, 8, 3)).astype("float32")
+    xt = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 6, 7]], "int32")
+    rebuilt = _keras_reads(keras, model, xi, xt)
+    assert type(rebuilt).__name__ == "Functional"
+    assert [lay.name for lay in rebuilt.layers] == [lay.name for lay in model.layers]
+    # and jaxgraph reads back what it wrote
+    again = model_from_json(model.to_json())
+    assert [lay.name for lay in again.layers] == [lay.name for lay in model.layers]
+
+
+def test_keras_reads_sequential_and_nested_to_json(keras):
+    seq = Sequential([layers.Dense(4, activation="relu", input_shape=(3,)), layers.Dropout(0.1),
+                      layers.Dense(2)], name="stack")
+    assert type(_keras_reads(keras, seq, X3)).__name__ == "Sequential"
+    x = Input((3,))
+    inner = Model(x, layers.Dense(3, name="inner_dense")(x), name="inner")
+    y = Input((3,))
+    nested = Model(y, [seq(inner(y)), inner(y)])
+    _keras_reads(keras, nested, X3)
+    again = model_from_json(nested.to_json())  # outputs of nested models: Keras's index
+    again.set_weights(nested.get_weights())
+    for a, b in zip(again.predict(X3, verbose=0), nested.predict(X3, verbose=0)):
+        _close(a, b)
+
+
+def test_older_json_that_says_model_still_loads():
+    model = _graph_model()
+    old = json.loads(model.to_json())
+    legacy = {"module": None, "class_name": "Model", "registered_name": None,
+              "config": model.get_config()}
+    for entry in legacy["config"]["layers"]:
+        if entry["class_name"] == "Functional":
+            entry["class_name"] = "Model"
+    rebuilt = model_from_json(json.dumps(legacy))
+    assert json.loads(rebuilt.to_json()) == old
+
+
+def test_clone_on_intermediate_tensor_like_keras(keras):
+    jm, km = _simple(jaxgraph), _simple(keras)
+    start = Input((6,), name="start")
+    mid = layers.Dense(4, name="pre")(start)
+    kstart = keras.Input((6,), name="start")
+    kmid = keras.layers.Dense(4, name="pre")(kstart)
+    jc = clone_model(jm, input_tensors=mid)
+    kc = keras.models.clone_model(km, input_tensors=kmid)
+    # Keras stands a fresh input in for the tensor ("<name>CLONE") and builds on it
+    assert jc.layers[0].name == "preCLONE" and kc.layers[0].name.endswith("CLONE")
+    assert [lay.name for lay in jc.layers[1:]] == [lay.name for lay in kc.layers[1:]]
+    assert jc.input_shape == kc.input_shape == (None, 4)
+    assert jc.count_params() == kc.count_params()
+    # calling the clone on the tensor connects it, as in Keras
+    whole = Model(start, jc(mid))
+    assert whole.output_shape == (None, 3)
+    assert whole.predict(RNG.normal(size=(2, 6)).astype("float32"), verbose=0).shape == (2, 3)
+    # a tensor of another width builds the clone's layers for that width
+    wide = clone_model(jm, input_tensors=layers.Dense(7)(start))
+    assert wide.input_shape == (None, 7)
+    seq = Sequential([Input((4,)), layers.Dense(2, name="sd")])
+    on_mid = clone_model(seq, input_tensors=mid)
+    assert [lay.name for lay in on_mid.layers] == ["sd"] and on_mid.input_shape == (None, 4)
+    assert Model(start, on_mid(mid)).output_shape == (None, 2)
+
+
+def test_clone_input_tensor_errors_like_keras(keras):
+    jm = _simple(jaxgraph)
+    mid = layers.Dense(4)(Input((6,)))
+    with pytest.raises(ValueError, match="same structure as model.input"):
+        clone_model(jm, input_tensors=[mid, mid])
+    with pytest.raises(ValueError, match="symbolic tensors"):
+        clone_model(jm, input_tensors=X4)
+    with pytest.raises(ValueError, match="same structure as model.input"):
+        clone_model(jm, input_tensors={"inp": mid})
+    with pytest.raises(ValueError, match="single"):
+        clone_model(Sequential([Input((4,)), layers.Dense(2)]), input_tensors=[mid, mid])

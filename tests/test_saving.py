@@ -135,7 +135,7 @@ def test_functional_with_shared_layers_nested_models_and_custom_layer(tmp_path):
     assert len(loaded.get_layer("shared").inbound_nodes) >= 3
     assert loaded.count_params() == model.count_params()
     config = json.loads(zipfile.ZipFile(path).read("config.json"))
-    assert config["format"] == "jaxgraph.model" and config["class_name"] == "Model"
+    assert config["format"] == "jaxgraph.model" and config["class_name"] == "Functional"
     assert config["jaxgraph_version"] == jaxgraph.__version__
 
 

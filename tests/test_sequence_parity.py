@@ -174,4 +174,110 @@ def test_sublayers_called_without_training_follow_the_caller_as_in_keras():
     # fit trains through the same path: the moving mean moves off its initial zeros.
     model.compile(optimizer="sgd", loss="mse")
     model.fit(x, np.zeros_like(x), batch_size=16, epochs=1, verbose=0)
-    assert np.all(block.norm.moving_mean.numpy() > 0.2)
+    # Each column's mean is 0.5 * (its kept share) * ~3, 0.75 expected: a column with
+    # few kept entries may sit below 0.2 for some keys, so test the whole and the sign.
+    moved = block.norm.moving_mean.numpy()
+    assert moved.mean() > 0.5 and np.all(moved >= 0) and np.count_nonzero(moved) > 60
+
+
+def seq2seq_classes(lib):
+    """Chapter 11's English-to-Spanish Transformer, written once as Keras 3 code."""
+    layers, ops = lib.layers, lib.ops  # keras.ops or jaxgraph.ops: the same code
+    encoder_cls, positional_cls = book_classes(lib, ops.arange)
+
+    class TransformerDecoder(layers.Layer):
+        def __init__(self, embed_dim, dense_dim, num_heads, **kwargs):
+            super().__init__(**kwargs)
+            self.embed_dim, self.dense_dim, self.num_heads = embed_dim, dense_dim, num_heads
+            self.attention_1 = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
+            self.attention_2 = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
+            self.dense_proj = lib.Sequential([layers.Dense(dense_dim, activation="relu"),
+                                              layers.Dense(embed_dim)])
+            self.layernorm_1 = layers.LayerNormalization()
+            self.layernorm_2 = layers.LayerNormalization()
+            self.layernorm_3 = layers.LayerNormalization()
+            self.supports_masking = True
+
+        def get_config(self):
+            return {**super().get_config(), "embed_dim": self.embed_dim,
+                    "dense_dim": self.dense_dim, "num_heads": self.num_heads}
+
+        def get_causal_attention_mask(self, inputs):
+            input_shape = ops.shape(inputs)
+            batch_size, sequence_length = input_shape[0], input_shape[1]
+            i = ops.arange(sequence_length)[:, None]
+            j = ops.arange(sequence_length)
+            mask = ops.cast(i >= j, dtype="int32")
+            mask = ops.reshape(mask, (1, input_shape[1], input_shape[1]))
+            return ops.tile(mask, (batch_size, 1, 1))
+
+        def call(self, inputs, encoder_outputs, mask=None):
+            causal_mask = self.get_causal_attention_mask(inputs)
+            padding_mask = None
+            if mask is not None:
+                padding_mask = ops.minimum(ops.cast(mask[:, None, :], "int32"), causal_mask)
+            attention_output_1 = self.attention_1(
+                query=inputs, value=inputs, key=inputs, attention_mask=causal_mask)
+            attention_output_1 = self.layernorm_1(inputs + attention_output_1)
+            attention_output_2 = self.attention_2(
+                query=attention_output_1, value=encoder_outputs, key=encoder_outputs,
+                attention_mask=padding_mask)
+            attention_output_2 = self.layernorm_2(attention_output_1 + attention_output_2)
+            proj_output = self.dense_proj(attention_output_2)
+            return self.layernorm_3(attention_output_2 + proj_output)
+
+    return {"TransformerEncoder": encoder_cls, "PositionalEmbedding": positional_cls,
+            "TransformerDecoder": TransformerDecoder}
+
+
+def _seq2seq(lib, classes, seq_len=6, vocab=15, embed_dim=8, dense_dim=16, heads=2):
+    encoder_inputs = lib.Input(shape=(None,), dtype="int32", name="english")
+    x = classes["PositionalEmbedding"](seq_len, vocab, embed_dim)(encoder_inputs)
+    encoder_outputs = classes["TransformerEncoder"](embed_dim, dense_dim, heads)(x)
+    decoder_inputs = lib.Input(shape=(None,), dtype="int32", name="spanish")
+    x = classes["PositionalEmbedding"](seq_len, vocab, embed_dim)(decoder_inputs)
+    x = classes["TransformerDecoder"](embed_dim, dense_dim, heads)(x, encoder_outputs)
+    x = lib.layers.Dropout(0.5)(x)
+    decoder_outputs = lib.layers.Dense(vocab, activation="softmax")(x)
+    return lib.Model([encoder_inputs, decoder_inputs], decoder_outputs)
+
+
+def _short_names(model):
+    # Auto names carry process-wide counters; the last part names the variable.
+    return [w.name.split("/")[-1] for w in model.weights]
+
+
+def test_book_seq2seq_transformer_matches_keras(tmp_path):
+    kc, jc = seq2seq_classes(keras), seq2seq_classes(jg)
+    km, jm = _seq2seq(keras, kc), _seq2seq(jg, jc)
+    assert jm.count_params() == km.count_params()
+    assert [tuple(w.shape) for w in jm.weights] == [tuple(w.shape) for w in km.weights]
+    assert _short_names(jm) == _short_names(km)
+    rng = np.random.default_rng(0)
+    km.set_weights([rng.normal(scale=0.3, size=w.shape).astype("float32")
+                    for w in km.get_weights()])
+    jm.set_weights(km.get_weights())
+    en = rng.integers(1, 15, size=(8, 6)).astype("int32")
+    es = rng.integers(1, 15, size=(8, 6)).astype("int32")
+    en[:4, 4:] = 0
+    es[2:6, 3:] = 0  # padded: masks ride from the embeddings into the attention layers
+    np.testing.assert_allclose(jm.predict([en, es], verbose=0), km.predict([en, es], verbose=0),
+                               atol=1e-5, rtol=1e-5)
+
+    # A few steps of SGD on the same batches, unshuffled, land on Keras's weights. The
+    # dropout's draws differ between the libraries, so its rate is 0 in both.
+    y = rng.integers(0, 15, size=(8, 6)).astype("int32")
+    for lib, m in ((keras, km), (jg, jm)):
+        m.layers[-2].rate = 0.0
+        m.compile(optimizer=lib.optimizers.SGD(learning_rate=0.1),
+                  loss="sparse_categorical_crossentropy")
+        m.fit([en, es], y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(jm.get_weights(), km.get_weights()):
+        np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)
+
+    path = tmp_path / "seq2seq.keras"
+    jm.save(path)
+    loaded = jg.models.load_model(path, custom_objects=seq2seq_classes(jg))
+    np.testing.assert_allclose(loaded.predict([en, es], verbose=0),
+                               jm.predict([en, es], verbose=0), atol=1e-6)
+

@@ -14,6 +14,61 @@ from ..layers.serialization import deserialize_layer, serialize_layer, serialize
 from .tensor import is_symbolic
 
 _REF = "__tensor__"
+_KERAS_TENSOR = "__keras_tensor__"
+#: Keras's record of a plain functional model (its `Functional` class lives there).
+FUNCTIONAL_RECORD = {"module": "keras.src.models.functional", "class_name": "Functional",
+                     "registered_name": "Functional"}
+
+
+def _is_plain_model(layer) -> bool:
+    """jaxgraph's own `Model(inputs, outputs)` (not Sequential, not a user subclass)."""
+    return type(layer).__module__ in ("jaxgraph.models", "jaxgraph.graph.functional") \
+        and type(layer).__name__ in ("Model", "Functional")
+
+
+def layer_record(layer) -> dict:
+    """`serialize_layer`, naming a plain functional model "Functional" as Keras 3 does."""
+    entry = serialize_layer(layer)
+    if _is_plain_model(layer):
+        entry["class_name"] = "Functional"
+    return entry
+
+
+def keras_layer_record(layer) -> dict:
+    """The record Keras 3 writes for `layer` (`module`, `class_name`, `config`,
+    `registered_name`), so `keras.models.model_from_json` can read it; user classes
+    keep jaxgraph's record (their module), which Keras cannot know anyway."""
+    from ..layers.base import _is_builtin
+    from .sequential import Sequential
+
+    if _is_plain_model(layer):
+        return {**FUNCTIONAL_RECORD, "config": functional_config(layer, keras=True)}
+    if isinstance(layer, Sequential) and _is_builtin(type(layer)):
+        config = layer.get_config()
+        config["layers"] = [keras_layer_record(sub) for sub in layer._stack]
+        return {"module": "keras", "class_name": "Sequential", "config": config,
+                "registered_name": None}
+    entry = serialize_layer(layer)
+    if not _is_builtin(type(layer)):
+        return entry
+    return {"module": "keras.layers", "class_name": entry["class_name"],
+            "config": _keras_inner_layers(entry["config"]), "registered_name": None}
+
+
+def _keras_inner_layers(value):
+    """Give the layer records inside a config (a Bidirectional's `layer`, an RNN's
+    `cell`) Keras's module: Keras looks nested layers up by module, not by name."""
+    from ..layers.base import _DEFINED_LAYERS, _is_builtin
+
+    if isinstance(value, list):
+        return [_keras_inner_layers(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _keras_inner_layers(v) for k, v in value.items()}
+    if "module" not in value and isinstance(value.get("config"), dict) and any(
+            _is_builtin(c) for c in _DEFINED_LAYERS.get(value.get("class_name"), {}).values()):
+        out = {"module": "keras.layers", **out, "registered_name": None}
+    return out
 
 
 def _node_lists(model):
@@ -26,7 +81,10 @@ def _node_lists(model):
     return calls
 
 
-def functional_config(model) -> dict:
+def functional_config(model, keras: bool = False) -> dict:
+    """The graph's config; `keras=True` writes Keras 3's layout (tensor references as
+    `__keras_tensor__` with shape and dtype, `input_layers` / `output_layers` as bare
+    references, layer records with Keras's modules) for `to_json`."""
     calls = _node_lists(model)
     where = {}
     for nodes in calls.values():
@@ -34,7 +92,16 @@ def functional_config(model) -> dict:
             where[id(node)] = i
 
     def ref(t):
-        return {_REF: [t.node.layer.name, where[id(t.node)], t.index]}
+        history = [t.node.layer.name, where[id(t.node)], t.index]
+        if keras:
+            return {"class_name": _KERAS_TENSOR, "config": {
+                "shape": list(t.shape), "dtype": t.dtype, "keras_history": history}}
+        return {_REF: history}
+
+    def keras_ref(t):
+        # Keras counts a nested functional model's own node first in these references.
+        offset = 1 if _is_plain_model(t.node.layer) else 0
+        return [t.node.layer.name, where[id(t.node)] + offset, t.index]
 
     layers = []
     for layer in model.layers:
@@ -45,12 +112,17 @@ def functional_config(model) -> dict:
             args, kwargs = node.call_args(ref)
             inbound.append({"args": serialize_value(list(args)),
                             "kwargs": serialize_value(kwargs)})
-        entry = serialize_layer(layer)
+        entry = keras_layer_record(layer) if keras else layer_record(layer)
         entry["name"] = layer.name
         entry["inbound_nodes"] = inbound
         layers.append(entry)
 
     def struct(s):
+        if keras:
+            refs = [keras_ref(t) for t in s.flat]
+            if s.kind == "dict":
+                return dict(zip(s.keys, refs))
+            return refs if s.kind == "list" else refs[0]
         refs = [ref(t) for t in s.flat]
         if s.kind == "dict":
             return {"dict": dict(zip(s.keys, refs))}

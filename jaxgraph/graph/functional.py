@@ -129,46 +129,168 @@ def topological_nodes(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor
     return order
 
 
+class _MaskOp:
+    """One op of the graph Keras builds for a mask (`not_equal`, `concatenate`, ...).
+
+    Keras 3 computes masks symbolically, and a layer whose `call` takes `mask` gets
+    that tensor as an input of its node; the ops behind it then count in the depths
+    that order `model.layers`. Only their shape matters here, not their values.
+    """
+
+    __slots__ = ("parents", "ndim")
+
+    def __init__(self, parents, ndim):
+        self.parents = list(parents)
+        self.ndim = ndim
+
+
+# Keras merge layers whose `call` takes no mask (jaxgraph's take one to compute with).
+_NO_KERAS_MASK_ARG = frozenset({"Maximum", "Minimum", "Multiply", "MultiHeadAttention"})
+
+
+def _keras_mask_graph(nodes, input_ids):
+    """Keras's mask of each tensor (by id) and the mask parents each node gets."""
+    from ..layers.base import Layer as _Base
+
+    masks: dict[int, Any] = {}
+    extra: dict[int, list] = {}
+
+    def mask_of(t):
+        return None if id(t) in input_ids else masks.get(id(t))
+
+    for node in nodes:
+        if node.is_input:
+            continue
+        layer = node.layer
+        args, kwargs = node.call_args(lambda t: t)
+        first = args[0] if args else None
+        firsts = [x for x in jax.tree_util.tree_leaves(first, is_leaf=is_symbolic)
+                  if is_symbolic(x)]
+        in_masks = [mask_of(t) for t in firsts]
+        tensor_args = sum(1 for v in (*args, *kwargs.values()) if any(
+            is_symbolic(x) for x in jax.tree_util.tree_leaves(v, is_leaf=is_symbolic)))
+        cls = type(layer).__name__
+        takes_mask = cls == "Lambda" or (
+            cls not in _NO_KERAS_MASK_ARG and "mask" in layer._accepted_call_args())
+        if takes_mask and tensor_args == 1 and kwargs.get("mask") is None:
+            extra[id(node)] = [m for m in in_masks if m is not None]
+        outs = _keras_output_masks(layer, cls, firsts, in_masks, _Base, len(node.output_tensors))
+        for t, m in zip(node.output_tensors, outs):
+            if m is not None:
+                masks[id(t)] = m
+    return extra
+
+
+def _keras_output_masks(layer, cls, firsts, in_masks, base, n_out):
+    """The masks Keras 3 gives a node's outputs, as _MaskOp graphs (or passed through)."""
+    x = firsts[0] if firsts else None
+    ndim = len(x.shape) if x is not None else 0
+    if cls == "Embedding":
+        return [_MaskOp([x], ndim) if getattr(layer, "mask_zero", False) else None]
+    if cls == "Masking":
+        return [_MaskOp([_MaskOp([x], ndim)], ndim - 1)]
+    if cls == "Concatenate":
+        if all(m is None for m in in_masks):
+            return [None]
+        parts = []
+        for t, m in zip(firsts, in_masks):
+            if m is None:
+                parts.append(_MaskOp([t], len(t.shape)))  # ones_like
+            elif m.ndim < len(t.shape):  # logical_or(expand_dims(m), zeros_like(t))
+                parts.append(_MaskOp([_MaskOp([m], m.ndim + 1), _MaskOp([t], len(t.shape))],
+                                     len(t.shape)))
+            else:
+                parts.append(m)
+        return [_MaskOp([_MaskOp(parts, ndim)], ndim - 1)]
+    if cls in ("Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"):
+        if not in_masks or any(m is None for m in in_masks):
+            return [None]
+        out = in_masks[0]
+        for m in in_masks[1:]:
+            out = _MaskOp([out, m], out.ndim)
+        return [out]
+    if isinstance(layer, Functional) or type(layer).compute_mask is not base.compute_mask \
+            and not hasattr(layer, "return_sequences"):
+        # Layers that compute or drop masks their own way: pass the first one through
+        # when they keep masks at all (pooling, Dot, attention scores drop them).
+        try:
+            kept = layer.compute_mask(firsts[0] if len(firsts) == 1 else firsts,
+                                      in_masks[0] if len(in_masks) == 1 else in_masks)
+        except Exception:  # noqa: BLE001 - array code run on placeholders: a new mask
+            return [_MaskOp(firsts, ndim)] if any(m is not None for m in in_masks) else []
+        flat = kept if isinstance(kept, (list, tuple)) else [kept] * n_out
+        return [m if isinstance(m, _MaskOp) else None for m in flat]
+    if hasattr(layer, "return_sequences"):  # recurrent layers: states carry no mask
+        m = in_masks[0] if in_masks and getattr(layer, "return_sequences", False) else None
+        return [m] + [None] * (n_out - 1)
+    if not getattr(layer, "supports_masking", False) or not in_masks:
+        return [None]
+    return [in_masks[0]] * n_out
+
+
 def layer_order(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> list:
     """The graph's layers in Keras's order, so weight lists line up with Keras models.
 
     Keras sorts layers by depth (the longest path from a layer's calls to an output,
     deepest first; a shared layer takes its deepest call, which also deepens its
     producers) and breaks ties by when a depth-first walk from the outputs first
-    meets the layer. `model.get_weights()` follows this order.
+    meets the layer. The walk also passes through the ops that compute masks a layer
+    receives as its `mask` argument (see `_MaskOp`), as Keras's does.
+    `model.get_weights()` follows this order.
     """
     input_ids = {id(t) for t in inputs}
+    try:
+        mask_parents = _keras_mask_graph(topological_nodes(inputs, outputs), input_ids)
+    except ValueError:  # a disconnected graph: reported by the caller's own walk
+        mask_parents = {}
+
+    def producer(ref):
+        return ref if isinstance(ref, _MaskOp) else ref.node
+
+    def parents(item, via):
+        if isinstance(item, _MaskOp):
+            return item.parents
+        if item.is_input or id(via) in input_ids:
+            return []
+        return list(item.input_tensors) + mask_parents.get(id(item), [])
+
     first_seen: dict[int, int] = {}
     by_id: dict[int, Layer] = {}
     finished: set[int] = set()
-    post_order = []  # nodes, producers before consumers
+    post_order = []  # nodes and mask ops, producers before consumers
     for out in outputs:
         stack = [(out, False)]
         while stack:
-            tensor, expanded = stack.pop()
-            node = tensor.node
+            ref, expanded = stack.pop()
+            item = producer(ref)
             if expanded:
-                if id(node) not in finished:
-                    finished.add(id(node))
-                    post_order.append(node)
+                if id(item) not in finished:
+                    finished.add(id(item))
+                    post_order.append(item)
                 continue
-            if id(node) in finished:
+            if id(item) in finished:
                 continue
-            first_seen.setdefault(id(node.layer), len(first_seen))
-            by_id[id(node.layer)] = node.layer
-            stack.append((tensor, True))
-            if not node.is_input and id(tensor) not in input_ids:
-                stack.extend((t, False) for t in reversed(node.input_tensors))
+            if not isinstance(item, _MaskOp):
+                first_seen.setdefault(id(item.layer), len(first_seen))
+                by_id[id(item.layer)] = item.layer
+            stack.append((ref, True))
+            stack.extend((p, False) for p in reversed(parents(item, ref)))
     node_depth: dict[int, int] = {}
     layer_depth: dict[int, int] = {}
-    for node in reversed(post_order):
-        depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
-        layer_depth[id(node.layer)] = depth
-        if node.is_input:
-            continue
-        for t in node.input_tensors:
-            if id(t.node) in finished:
-                node_depth[id(t.node)] = max(node_depth.get(id(t.node), 0), depth + 1)
+    for item in reversed(post_order):
+        depth = node_depth.get(id(item), 0)
+        if not isinstance(item, _MaskOp):
+            depth = max(depth, layer_depth.get(id(item.layer), 0))
+            layer_depth[id(item.layer)] = depth
+            if item.is_input:
+                continue
+            refs = list(item.input_tensors) + mask_parents.get(id(item), [])
+        else:
+            refs = item.parents
+        for ref in refs:
+            p = producer(ref)
+            if id(p) in finished:
+                node_depth[id(p)] = max(node_depth.get(id(p), 0), depth + 1)
     for t in inputs:  # inputs no output depends on still belong to the model
         layer = t.node.layer
         if id(layer) not in layer_depth:
@@ -346,8 +468,10 @@ class Functional(Layer):
         if self.inference_needs_rng():
             return True
         if training is None:
+            # A Keras-style layer's default may be None: the layers it holds then use
+            # their own, and an augmentation layer among them draws.
             return any(layer._eager_call_draws(None) if isinstance(layer, Functional)
-                       else layer.training_by_default and layer.needs_rng()
+                       else layer._default_training() is not False and layer.needs_rng()
                        for layer in self.layers)
         return False
 
@@ -535,10 +659,15 @@ class Functional(Layer):
         scatter_variables(self, value)
 
     def _eager_call(self, args, kwargs):
+        from .. import random as jg_random
+        from ..layers import base
         from ..lowering import apply_model
 
         if self._input_struct is None and args and self._keras_style_call() is not None:
             self._build_from_call(args[0])
+        context = getattr(base._call_context, "current", None)
+        if context is not None:  # inside a Keras-style layer's `call`
+            return self._call_in_context(args, kwargs, context)
 
         # As in Keras, a call that does not say `training=` leaves each layer to its own
         # default (augmentation layers augment, Dropout and BatchNormalization infer).
@@ -547,13 +676,86 @@ class Functional(Layer):
         if kwargs:
             raise TypeError(f"Model {self.name!r} got unexpected call arguments {sorted(kwargs)}")
         if rng is None and self._eager_call_draws(training):
-            from .. import random as jg_random
-
             rng = jg_random.next_key()
         outputs, state = apply_model(self, self.variables, args[0], training=training, rng=rng)
         if training:
             self.variables = {"params": self.variables["params"], "state": state}
         return outputs
+
+    def _call_in_context(self, args, kwargs, context):
+        """A model called inside a Keras-style layer's `call` is one of its sublayers
+        there, as in Keras: it takes the caller's training value and a key folded from
+        the caller's (fresh at every traced step, not one baked in at trace time), runs
+        on the masks its inputs carry, and leaves its outputs' masks and the training
+        value its layers resolved for the calls after it. All of this runs when the
+        caller's `call` is traced, never per step."""
+        from .. import random as jg_random
+        from ..layers import base
+        from ..lowering import run_model
+
+        kwargs = dict(kwargs)
+        if "training" in kwargs:
+            training = kwargs.pop("training")
+        elif context.cell[0] is not None:
+            training = context.cell[0]
+        else:  # Keras's Functional.call defaults to None: each layer its own default
+            training = self._default_training() if self._keras_style_call() else None
+        training = None if training is None else bool(training)
+        rng = jg_random.as_key(kwargs.pop("rng", None))
+        mask = kwargs.pop("mask", None)
+        if kwargs:
+            raise TypeError(f"Model {self.name!r} got unexpected call arguments {sorted(kwargs)}")
+        if rng is None and self._eager_call_draws(training):
+            rng = context.next_rng()
+            if rng is None:  # the caller got no key (a traced inference call)
+                rng = jg_random.next_key()
+        registry = getattr(base._implicit_masks, "current", None)
+        if mask is None and registry is not None:
+            mask = base.carried_mask(registry, args[0])
+        names = self.input_names
+        input_masks = None if mask is None else self._input_struct.unpack(mask, names, "inputs")
+        outputs, state, extra, out_masks = run_model(
+            self, self.variables, args[0], training=training, rng=rng, with_masks=True,
+            input_masks=input_masks)
+        context.cell[0] = self._training_left(training)
+        self.add_loss(extra)  # the caller's losses: activity regularizers, add_loss
+        if training:
+            self._keep_state(state)
+        if registry is not None:
+            flat = self._output_struct.unpack(outputs, self.output_names, "outputs")
+            for out, m in zip(flat, out_masks):
+                if m is not None and hasattr(out, "shape") and \
+                        base.carried_mask(registry, out) is None:
+                    registry[id(out)] = (out, m)
+        return outputs
+
+    def _training_left(self, value):
+        """The training value Keras's call context holds once this graph has run from
+        `value`: each node resolves its own (its `training=`, else the value so far,
+        else its default) and leaves it for the next, as direct calls of the same
+        layers would."""
+        for node in self._nodes_in_order:
+            layer = node.layer
+            given = node.call_args(lambda t: t)[1].get("training")
+            if isinstance(layer, Functional):
+                value = layer._training_left(value if given is None else given)
+            elif given is not None:
+                value = given
+            elif value is None:
+                value = layer._default_training()
+        return value
+
+    def _keep_state(self, state) -> None:
+        """New moving statistics go to the layers' caches, where the enclosing call
+        collects them as its own updates: not a user's edit (no version bump)."""
+        from ..lowering.executor import _get_in, layout
+
+        entries, _ = layout(self)
+        for layer, path in entries:
+            names = [w.name for w in layer._weights if not w.trainable]
+            if names:
+                part = _get_in(state, path, "state")
+                layer._values = {**layer._current_values(), **{n: part[n] for n in names}}
 
     # ------------------------------------------------------------------ config
 

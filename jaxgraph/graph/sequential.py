@@ -143,10 +143,10 @@ class Sequential(Functional):
             )
 
     def get_config(self) -> dict:
-        from ..layers.serialization import serialize_layer
+        from .config import layer_record
 
         config = {"name": self.name, "trainable": self.trainable,
-                  "layers": [serialize_layer(layer) for layer in self._stack]}
+                  "layers": [layer_record(layer) for layer in self._stack]}
         if self._input_tensor is not None:
             t = self._input_tensor
             config["build_input_shape"] = [None, *t.shape[1:]]

@@ -68,7 +68,7 @@ from .normalization import (
     LayerNormalization,
     UnitNormalization,
 )
-from .ops import GetItem, TensorOp
+from .ops import GetItem, OpLayer, TensorOp
 from .pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -107,7 +107,17 @@ from .preprocessing import (
     Rescaling,
     Resizing,
 )
-from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
+from .recurrent import (
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    GRUCell,
+    LSTMCell,
+    SimpleRNN,
+    SimpleRNNCell,
+    TimeDistributed,
+)
 from .regularization import (
     AlphaDropout,
     GaussianDropout,

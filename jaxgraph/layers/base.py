@@ -183,12 +183,91 @@ def get_layer_class(name: str, custom_objects: dict | None = None, *,
 
 # ---------------------------------------------------------------------------- masks in `call`
 
-#: While a Keras-style layer's `call` runs with a mask: {id(inputs): (inputs, mask)}.
+#: While a Keras-style layer's `call` runs: {id(tensor): (tensor, mask)}, the masks that
+#: ride on its tensors (Keras's `_keras_mask`): those of its arguments and those the
+#: layers it calls computed. One registry serves a whole nest of calls, as Keras's does.
 _implicit_masks = threading.local()
 
-#: While a Keras-style layer's `call` runs: its [training, rng, keys drawn so far]. A
-#: sublayer called inside without `training=` takes the caller's (Keras's call context),
-#: and its key is folded from the caller's, so it is fresh at every traced step.
+
+@contextlib.contextmanager
+def carried_masks(pairs=()):
+    """Open (or join) the mask registry of a Keras-style call, holding `pairs`."""
+    registry = getattr(_implicit_masks, "current", None)
+    fresh = registry is None
+    if fresh:
+        registry = _implicit_masks.current = {}
+    for value, mask in pairs:
+        if mask is not None and hasattr(value, "shape"):
+            registry.setdefault(id(value), (value, mask))
+    try:
+        yield registry
+    finally:
+        if fresh:
+            _implicit_masks.current = None
+
+
+def carried_mask(registry, value):
+    """The mask riding on `value` (a tensor or a structure of them), or None."""
+    def one(v):
+        entry = registry.get(id(v))
+        return entry[1] if entry is not None and entry[0] is v else None
+
+    if hasattr(value, "shape"):
+        return one(value)
+    if isinstance(value, (list, tuple, dict)):
+        masks = jax.tree_util.tree_map(one, value)
+        if all(m is None for m in jax.tree_util.tree_leaves(masks, is_leaf=lambda x: x is None)):
+            return None
+        return masks
+    return None
+
+
+def _mask_pairs(value, mask) -> list:
+    """[(tensor, its mask)] for a call argument and the mask (structure) it carries."""
+    if mask is None:
+        return []
+    if hasattr(value, "shape"):
+        return [(value, mask)]
+    if isinstance(value, (list, tuple)) and isinstance(mask, (list, tuple)) \
+            and len(value) == len(mask):
+        return [p for v, m in zip(value, mask) for p in _mask_pairs(v, m)]
+    if isinstance(value, dict) and isinstance(mask, dict):
+        return [p for k, v in value.items() for p in _mask_pairs(v, mask.get(k))]
+    return []
+
+
+def _is_tensor_argument(value) -> bool:
+    """Keras's CallSpec: a tensor, or a non-empty structure of tensors (and Nones)."""
+    if hasattr(value, "shape"):
+        return True
+    if isinstance(value, (list, tuple, dict)) and len(value) > 0:
+        leaves = jax.tree_util.tree_leaves(value)
+        return bool(leaves) and all(hasattr(x, "shape") for x in leaves)
+    return False
+
+
+class _CallContext:
+    """Keras's call context while a Keras-style layer's `call` runs. `cell[0]` is the
+    training value shared by the whole nest of calls: every layer called inside writes
+    the value it resolved there, so a later call that does not say `training=` takes it
+    (Keras's rule, order effects included). `rng` is this call's key; the keys of the
+    layers it calls are folded from it, so they are fresh at every traced step."""
+
+    __slots__ = ("cell", "rng", "count")
+
+    def __init__(self, cell, rng):
+        self.cell = cell
+        self.rng = rng
+        self.count = 0
+
+    def next_rng(self):
+        if self.rng is None:
+            return None
+        key = jax.random.fold_in(self.rng, self.count)
+        self.count += 1
+        return key
+
+
 _call_context = threading.local()
 
 
@@ -544,8 +623,10 @@ class Layer:
         self.__dict__["_sublayer_links"] = {k: (layer, key) for k, (layer, key, _) in
                                             links.items()}
         self._weights = own + [
+            # The declared kind only (params or state): freezing a sublayer, before or
+            # after this, shows in `trainable_weights`, which fit trains.
             Weight(self, name, w.shape, w.dtype, w.initializer,
-                   w.trainable and w.layer.trainable, w.regularizer, w.constraint)
+                   w.trainable, w.regularizer, w.constraint)
             for name, (_, _, w) in links.items()]
         self.__dict__["_own_values"] = own_values
 
@@ -558,6 +639,17 @@ class Layer:
     @trainable.setter
     def trainable(self, value: bool) -> None:
         self._trainable = bool(value)
+        if self._keras_style_call():
+            # As Keras: the layers a Keras-style layer holds follow it.
+            visiting = _call_context.__dict__.setdefault("visiting", set())
+            if id(self) in visiting:
+                return
+            visiting.add(id(self))
+            try:
+                for sub in self._direct_sublayers():
+                    sub.trainable = value
+            finally:
+                visiting.discard(id(self))
 
     # ------------------------------------------------------------------ to override
 
@@ -574,32 +666,42 @@ class Layer:
         training (BatchNormalization) override this and return their new state.
         """
         accepts = self._accepted_call_args()
-        if "training" in accepts:
+        keras_style = self._keras_style_call()
+        # A Keras-style call with training None keeps its own default, as Keras leaves
+        # the argument unfilled.
+        if "training" in accepts and not (keras_style and training is None):
             kwargs["training"] = training
         if "rng" in accepts:
             kwargs["rng"] = rng
         if "mask" in accepts and mask is not None:
             kwargs["mask"] = mask
-        if self._keras_style_call():
-            outer = getattr(_implicit_masks, "current", None)
-            if mask is not None or outer:
-                # As Keras's tensors carry their mask: a sublayer called on the inputs
-                # inside `call` receives their mask (`mask`, or `<arg>_mask`).
-                current = dict(outer or {})
-                if mask is not None and hasattr(args[0] if args else None, "shape"):
-                    current[id(args[0])] = (args[0], mask)
-                _implicit_masks.current = current
+        if keras_style:
             caller = getattr(_call_context, "current", None)
-            _call_context.current = [training, rng, 0]
+            cell = caller.cell if caller is not None else [None]
+            cell[0] = training
+            _call_context.current = _CallContext(cell, rng)
+            # The inputs carry their mask into `call`, as Keras's tensors do.
+            pairs = _mask_pairs(args[0], mask) if mask is not None and args else ()
             try:
-                with self._weights_as_values(w):
+                with carried_masks(pairs), self._weights_as_values(w):
                     out = self.call(*args, **kwargs)
                     return out, self._collect_sublayer_updates()
             finally:
                 _call_context.current = caller
-                if mask is not None or outer:
-                    _implicit_masks.current = outer
         return self.call(w, *args, **kwargs), {}
+
+    def _default_training(self):
+        """What a call that does not say `training=` runs in when its caller does not say
+        either: Keras's default of `call`'s `training` argument. For a Keras-style layer
+        it may be None, and then each layer its `call` calls uses its own default."""
+        if not self._keras_style_call() or self.training_by_default:
+            return self.training_by_default
+        cls = type(self)
+        if "_training_default" not in cls.__dict__:
+            param = inspect.signature(cls.call).parameters.get("training")
+            default = None if param is None or param.default is param.empty else param.default
+            cls._training_default = None if default is None else bool(default)
+        return cls._training_default
 
     @classmethod
     def _keras_style_call(cls) -> bool:
@@ -790,13 +892,32 @@ class Layer:
 
     @property
     def trainable_weights(self) -> list[Weight]:
-        return [w for w in self.weights if w.trainable] if self.trainable else []
+        if not self.trainable:
+            return []
+        links = self.__dict__.get("_sublayer_links")
+        if not links:
+            return [w for w in self.weights if w.trainable]
+        # A linked weight is trained while its own layer (and every layer between) is:
+        # asked of the sublayers now, so freezing one after linking counts, as in Keras.
+        training = self._linked_trainable_names()
+        return [w for w in self.weights
+                if (w.name in training if w.name in links else w.trainable)]
 
     @property
     def non_trainable_weights(self) -> list[Weight]:
         if not self.trainable:
             return self.weights
-        return [w for w in self.weights if not w.trainable]
+        training = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in training]
+
+    def _linked_trainable_names(self) -> set:
+        names = set()
+        for sub in self._direct_sublayers():
+            if sub.built:
+                for w in sub.trainable_weights:
+                    layer, key = _resolve_weight(w)
+                    names.add(f"{layer.name}/{key}")
+        return names
 
     def init_values(self, key) -> dict[str, jax.Array]:
         """Fresh values for this layer's own weights, a pure function of `key`."""
@@ -893,6 +1014,12 @@ class Layer:
     # ------------------------------------------------------------------ calling
 
     def __call__(self, *args, **kwargs):
+        if not args and kwargs:
+            # `attention(query=x, value=y)`: the first argument is the input, as in Keras.
+            params = self._mask_parameters()
+            if params and params[0] in kwargs:
+                kwargs = dict(kwargs)
+                args = (kwargs.pop(params[0]),)
         leaves, _ = flatten_call(args, kwargs)
         if any(is_symbolic(x) for x in leaves):
             return self._symbolic_call(args, kwargs)
@@ -977,23 +1104,17 @@ class Layer:
 
     def _eager_call(self, args, kwargs):
         """Call on concrete arrays with the current weights (Keras's eager `layer(x)`)."""
-        args = jax.tree_util.tree_map(jnp.asarray, args)
+        # Arrays stay the same objects: the masks riding on them are found by identity.
+        args = jax.tree_util.tree_map(
+            lambda a: a if isinstance(a, jax.Array) else jnp.asarray(a), args)
         if not self.built:
             self._maybe_build(jax.tree_util.tree_map(lambda a: _SpecView(a.shape), args[0]))
         self._check_inputs(args[0])
-        if getattr(_implicit_masks, "current", None):
-            kwargs = self._with_implicit_masks(args, kwargs)
-        context = getattr(_call_context, "current", None)  # inside a Keras-style `call`
-        training = kwargs.pop("training", None)
-        if training is None:
-            training = self.training_by_default if context is None else bool(context[0])
-        rng = jg_random.as_key(kwargs.pop("rng", None))
-        if rng is None and training and self.needs_rng():
-            if context is not None and context[1] is not None:
-                rng = jax.random.fold_in(context[1], context[2])
-                context[2] += 1
-            else:
-                rng = jg_random.next_key()
+        registry = getattr(_implicit_masks, "current", None)  # inside a Keras-style `call`
+        if registry is not None:
+            kwargs, first, previous = self._with_implicit_masks(args, kwargs, registry)
+        training, rng = self._resolve_training(kwargs)
+        context = getattr(_call_context, "current", None)
         w = self._current_values() if self._weights else {}
         out, updates = self.forward(w, *args, training=training, rng=rng, **kwargs)
         if updates and context is not None:
@@ -1002,36 +1123,93 @@ class Layer:
             self._values = {**self._current_values(), **updates}
         elif updates:
             self._set_values({**self._current_values(), **updates})
+        if registry is not None:
+            self._carry_output_masks(first, out, previous, registry)
         if self._keras_style_call() and "_sublayer_links" not in self.__dict__:
             self._link_sublayers()
         return out
 
-    def _with_implicit_masks(self, args, kwargs) -> dict:
+    def _resolve_training(self, kwargs) -> tuple:
+        """(training, rng) of a direct call, by Keras's rule: the `training=` given, else
+        the value of the enclosing calls (when not None), else the layer's own default;
+        the value resolved is left for the calls after it. A key is drawn when the layer
+        may draw one: inside a Keras-style `call`, folded from the caller's key."""
+        context = getattr(_call_context, "current", None)
+        if "training" in kwargs:
+            training = kwargs.pop("training")
+        elif context is not None and context.cell[0] is not None:
+            training = context.cell[0]
+        else:
+            training = self._default_training()
+        if context is not None:
+            context.cell[0] = training
+        if training is None and not self._keras_style_call():
+            training = self.training_by_default
+        rng = jg_random.as_key(kwargs.pop("rng", None))
+        if rng is None and (training is None or training) and self.needs_rng():
+            rng = context.next_rng() if context is not None else None
+            if rng is None:
+                rng = jg_random.next_key()
+        return training, rng
+
+    @classmethod
+    def _mask_parameters(cls) -> tuple:
+        """The names the arguments of a direct call bind to (after self, and w)."""
+        cached = cls.__dict__.get("_mask_params")
+        if cached is None:
+            fn = cls.call if cls.forward is Layer.forward else cls.forward
+            names = [n for n, p in inspect.signature(fn).parameters.items()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            cached = tuple(names[1:] if cls._keras_style_call() else names[2:])
+            cls._mask_params = cached
+        return cached
+
+    def _with_implicit_masks(self, args, kwargs, registry) -> tuple:
         """Keras's rule inside a Keras-style `call`: one tensor argument brings its mask
-        as `mask`, several bring theirs as `<argument>_mask`, where not given."""
-        registry = _implicit_masks.current
-
-        def mask_of(value):
-            entry = registry.get(id(value))
-            return entry[1] if entry is not None and entry[0] is value else None
-
-        fn = type(self).call if type(self).forward is Layer.forward else type(self).forward
-        params = [n for n, p in inspect.signature(fn).parameters.items()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        params = params[1:] if self._keras_style_call() else params[2:]  # self (and w)
+        as `mask`, several bring theirs as `<argument>_mask`, where not given. Returns the
+        kwargs, the first argument, and the mask that `compute_mask` gets (the `mask`
+        passed, else the first argument's)."""
+        params = self._mask_parameters()
         bound = {**dict(zip(params, args)), **kwargs}
-        tensors = {k: v for k, v in bound.items() if hasattr(v, "shape")}
+        first = args[0] if args else (bound.get(params[0]) if params else None)
+        tensors = {k: v for k, v in bound.items() if _is_tensor_argument(v)}
         kwargs = dict(kwargs)
         if len(tensors) == 1:
-            m = mask_of(args[0]) if args else None
-            if m is not None and kwargs.get("mask") is None:
-                kwargs["mask"] = m
-            return kwargs
-        for name, value in tensors.items():
-            m = mask_of(value)
-            if m is not None and f"{name}_mask" in params and bound.get(f"{name}_mask") is None:
-                kwargs[f"{name}_mask"] = m
-        return kwargs
+            if kwargs.get("mask") is None:
+                m = carried_mask(registry, next(iter(tensors.values())))
+                if m is not None:
+                    kwargs["mask"] = m
+        elif len(tensors) > 1:
+            for name, value in tensors.items():
+                target = f"{name}_mask"
+                if target in params and bound.get(target) is None:
+                    m = carried_mask(registry, value)
+                    if m is not None:
+                        kwargs[target] = m
+        previous = kwargs.get("mask")
+        if previous is None:
+            previous = carried_mask(registry, first)
+        return kwargs, first, previous
+
+    def _computes_masks(self) -> bool:
+        """Keras's `supports_masking`: set, or implied by a `compute_mask` of its own."""
+        return bool(self.supports_masking) or type(self).compute_mask is not Layer.compute_mask
+
+    def _carry_output_masks(self, first, outputs, previous, registry) -> None:
+        """Keras's `_set_mask_metadata`: the outputs of a masking layer carry
+        `compute_mask(inputs, previous_mask)`, unless they all carry a mask already."""
+        if not self._computes_masks():
+            return
+        flat = [o for o in jax.tree_util.tree_leaves(outputs) if hasattr(o, "shape")]
+        if not flat or all(carried_mask(registry, o) is not None for o in flat):
+            return
+        masks = self.compute_mask(first, previous)
+        if masks is None:
+            return
+        flat_masks = jax.tree_util.tree_leaves(masks, is_leaf=lambda x: x is None)
+        for out, m in zip(flat, flat_masks):
+            if m is not None and carried_mask(registry, out) is None:
+                registry[id(out)] = (out, m)
 
     def compute_output_spec(self, *args, **kwargs):
         """Output symbolic tensors for symbolic inputs (shape and dtype only)."""

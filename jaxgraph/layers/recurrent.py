@@ -154,34 +154,51 @@ def _scan(spec, rec_w, rec_mask, zx, keep, states):
     return jax.lax.scan(body, states, xs, reverse=spec.go_backwards, unroll=spec.unroll)
 
 
-# ---------------------------------------------------------------------------- RNN base
+# ---------------------------------------------------------------------------- cells
 
 
-class _RNN(Layer):
-    """Shared plumbing of the three recurrent layers: weights, dropout, masking, scan."""
+def _check_units(units, owner):
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        raise ValueError(f"{owner}: units must be a positive int, got {units!r}")
+
+
+class _CellWeight(Weight):
+    """A recurrent layer's weight, held by the layer (its values live in the layer's
+    variables) and shown through its cell: Keras's path `lstm/lstm_cell/kernel`."""
+
+    def __init__(self, weight: Weight, cell):
+        super().__init__(weight.layer, weight.name, weight.shape, weight.dtype,
+                         weight.initializer, weight.trainable, weight.regularizer,
+                         weight.constraint)
+        self.cell = cell
+
+    @property
+    def path(self) -> str:
+        return f"{self.layer.name}/{self.cell.name}/{self.name}"
+
+
+class _Cell(Layer):
+    """One step of a recurrence: its configuration, weights and step function.
+
+    Inside a recurrent layer (LSTM, `RNN(cell)`) the layer owns the weights and the
+    cell shows the very same Weight objects; the whole sequence runs in the layer's
+    scan (`_scan`), which calls the step functions of `_STEPS` that `call` uses here.
+    """
 
     _kind = "simple"  # which step function of _STEPS runs the recurrence
     _gates = 1  # blocks of `units` columns in the kernels
     _n_states = 1
 
-    def _configure(self, units, activation, recurrent_activation, use_bias, kernel_initializer,
-                   recurrent_initializer, bias_initializer, kernel_regularizer,
-                   recurrent_regularizer, bias_regularizer, kernel_constraint,
-                   recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed,
-                   return_sequences, return_state, go_backwards, stateful, unroll,
-                   zero_output_for_mask):
+    def _setup(self, units, activation, recurrent_activation, use_bias, kernel_initializer,
+               recurrent_initializer, bias_initializer, kernel_regularizer,
+               recurrent_regularizer, bias_regularizer, kernel_constraint,
+               recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed):
         kind = f"{type(self).__name__} {self.name!r}"
-        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-            raise ValueError(f"{kind}: units must be a positive int, got {units!r}")
-        if stateful:
-            raise NotImplementedError(
-                f"{kind}: stateful=True is not supported; jaxgraph models are pure "
-                "functions. Carry the state yourself: return_state=True gives the final "
-                "states, and initial_state=[...] feeds them to the next call."
-            )
+        _check_units(units, kind)
         self.units = units
         self.activation = activations.get(activation)
-        self.recurrent_activation = activations.get(recurrent_activation)
+        if recurrent_activation is not None:
+            self.recurrent_activation = activations.get(recurrent_activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
@@ -195,14 +212,14 @@ class _RNN(Layer):
         self.dropout = _clamp_rate(dropout, "dropout", kind)
         self.recurrent_dropout = _clamp_rate(recurrent_dropout, "recurrent_dropout", kind)
         self.seed = seed
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        self.stateful = False
-        self.unroll = bool(unroll)
-        self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.supports_masking = True
-        self.input_spec = InputSpec(ndim=3)
+
+    @property
+    def state_size(self):
+        return [self.units] * self._n_states if self._n_states > 1 else self.units
+
+    @property
+    def output_size(self) -> int:
+        return self.units
 
     # ------------------------------------------------------------------ weights
 
@@ -212,6 +229,237 @@ class _RNN(Layer):
     def _bias_initializer(self):
         return self.bias_initializer
 
+    def _input_bias(self, w):
+        return w["bias"] if self.use_bias else None
+
+    def _recurrent_weights(self, w):
+        return {"recurrent_kernel": w["recurrent_kernel"]}
+
+    def _add_weights(self, target, in_dim) -> None:
+        """Declare kernel, recurrent_kernel and bias on `target` (this cell or its layer)."""
+        width = self._gates * self.units
+        target.add_weight("kernel", (in_dim, width), self.kernel_initializer,
+                          regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        target.add_weight("recurrent_kernel", (self.units, width), self.recurrent_initializer,
+                          regularizer=self.recurrent_regularizer,
+                          constraint=self.recurrent_constraint)
+        if self.use_bias:
+            target.add_weight("bias", self._bias_shape(), self._bias_initializer(),
+                              regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+
+    def build(self, input_shape):
+        in_dim = input_shape[-1]
+        if in_dim is None:
+            raise ValueError(f"{type(self).__name__} {self.name!r} needs a known feature "
+                             f"dimension, got input shape {input_shape}")
+        self._add_weights(self, in_dim)
+
+    def _link(self, owner, input_shape) -> None:
+        """Show `owner`'s weights (made by `_add_weights(owner, ...)`) as this cell's."""
+        self.__dict__["_owner"] = owner
+        self._weights = list(owner._weights)
+        self.built = True
+        self._build_input_shape = (input_shape[0], input_shape[-1])
+
+    def _current_values(self):
+        owner = self.__dict__.get("_owner")
+        return owner._current_values() if owner is not None else super()._current_values()
+
+    def _set_values(self, values) -> None:
+        owner = self.__dict__.get("_owner")
+        if owner is None:
+            super()._set_values(values)
+        else:
+            owner._set_values({**owner._current_values(), **values})
+
+    def _assign_value(self, name, value) -> None:
+        owner = self.__dict__.get("_owner")
+        if owner is None:
+            super()._assign_value(name, value)
+        else:
+            owner._assign_value(name, value)
+
+    # ------------------------------------------------------------------ one step
+
+    def needs_rng(self) -> bool:
+        return 0.0 < self.dropout < 1.0 or 0.0 < self.recurrent_dropout < 1.0
+
+    def _spec(self, go_backwards=False, unroll=False, zero_output_for_mask=False,
+              collect=False) -> _Spec:
+        return _Spec(self._kind, self.units, self.activation,
+                     getattr(self, "recurrent_activation", None), self.use_bias,
+                     getattr(self, "reset_after", False), go_backwards, unroll,
+                     zero_output_for_mask, collect)
+
+    def call(self, w, inputs, states, training=False, rng=None):
+        """Keras's `cell(inputs, states)`: `(output, new_states)` for one timestep."""
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        if len(states) != self._n_states:
+            raise ValueError(f"{type(self).__name__} {self.name!r} has {self._n_states} "
+                             f"state(s), got {len(states)}")
+        x = jnp.asarray(inputs)
+        rec_mask = None
+        if training and rng is not None:
+            k_in, k_rec = jax.random.split(rng)
+            if 0.0 < self.dropout < 1.0:
+                x = x * _dropout_keep(k_in, x.shape, self.dropout, x.dtype)
+            if 0.0 < self.recurrent_dropout < 1.0:
+                count = (self._gates,) if self._gates > 1 else ()
+                rec_mask = _dropout_keep(k_rec, count + (x.shape[0], self.units),
+                                         self.recurrent_dropout, x.dtype)
+        zx = jnp.matmul(x, w["kernel"])
+        bias = self._input_bias(w)
+        if bias is not None:
+            zx = zx + bias
+        out, new = _STEPS[self._kind](self._spec(), self._recurrent_weights(w), rec_mask, zx,
+                                      tuple(jnp.asarray(s, x.dtype) for s in states))
+        return out, list(new)
+
+
+class SimpleRNNCell(_Cell):
+    """The step of SimpleRNN: `h = activation(x @ W + h @ U + b)`."""
+
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self._setup(units, activation, None, use_bias, kernel_initializer,
+                    recurrent_initializer, bias_initializer, kernel_regularizer,
+                    recurrent_regularizer, bias_regularizer, kernel_constraint,
+                    recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed)
+
+
+class GRUCell(_Cell):
+    """The step of GRU, gates z, r, h; with reset_after the bias is (2, 3 * units)."""
+
+    _kind = "gru"
+    _gates = 3
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, reset_after=True,
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self._setup(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                    recurrent_initializer, bias_initializer, kernel_regularizer,
+                    recurrent_regularizer, bias_regularizer, kernel_constraint,
+                    recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed)
+        self.reset_after = bool(reset_after)
+
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _input_bias(self, w):
+        if not self.use_bias:
+            return None
+        return w["bias"][0] if self.reset_after else w["bias"]
+
+    def _recurrent_weights(self, w):
+        rec = {"recurrent_kernel": w["recurrent_kernel"]}
+        if self.use_bias and self.reset_after:
+            rec["recurrent_bias"] = w["bias"][1]
+        return rec
+
+
+class LSTMCell(_Cell):
+    """The step of LSTM, gates i, f, c, o; states [h, c]."""
+
+    _kind = "lstm"
+    _gates = 4
+    _n_states = 2
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self._setup(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                    recurrent_initializer, bias_initializer, kernel_regularizer,
+                    recurrent_regularizer, bias_regularizer, kernel_constraint,
+                    recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _bias_initializer(self):
+        if self.unit_forget_bias:
+            return _ForgetBiasInitializer(self.bias_initializer, self.units)
+        return self.bias_initializer
+
+
+# ---------------------------------------------------------------------------- RNN base
+
+
+def _from_cell(name):
+    def get(self):
+        return getattr(self.__dict__["cell"], name)
+
+    def set_(self, value):
+        setattr(self.__dict__["cell"], name, value)
+
+    return property(get, set_, doc=f"The cell's `{name}`.")
+
+
+class _RNN(Layer):
+    """Shared plumbing of the recurrent layers: weights, dropout, masking, scan.
+
+    The step's configuration and weights belong to `self.cell` (Keras's `layer.cell`);
+    the attributes below read and write the cell's.
+    """
+
+    for _name in ("units", "activation", "recurrent_activation", "use_bias",
+                  "kernel_initializer", "recurrent_initializer", "bias_initializer",
+                  "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+                  "kernel_constraint", "recurrent_constraint", "bias_constraint", "dropout",
+                  "recurrent_dropout", "seed", "reset_after", "unit_forget_bias"):
+        locals()[_name] = _from_cell(_name)
+    del _name
+
+    @property
+    def _kind(self):
+        return self.cell._kind
+
+    @property
+    def _gates(self):
+        return self.cell._gates
+
+    @property
+    def _n_states(self):
+        return self.cell._n_states
+
+    def _configure(self, cell, return_sequences, return_state, go_backwards, stateful, unroll,
+                   zero_output_for_mask):
+        if stateful:
+            raise NotImplementedError(
+                f"{type(self).__name__} {self.name!r}: stateful=True is not supported; "
+                "jaxgraph models are pure functions. Carry the state yourself: "
+                "return_state=True gives the final states, and initial_state=[...] feeds "
+                "them to the next call."
+            )
+        self.cell = cell
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = False
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.supports_masking = True
+        self.input_spec = InputSpec(ndim=3)
+
+    @staticmethod
+    def _check_cell_args(owner, units, dropout, recurrent_dropout):
+        """The layer's own messages for arguments its cell would reject."""
+        _check_units(units, owner)
+        _clamp_rate(dropout, "dropout", owner)
+        _clamp_rate(recurrent_dropout, "recurrent_dropout", owner)
+
+    # ------------------------------------------------------------------ weights
+
     def build(self, input_shape):
         in_dim = input_shape[-1]
         if in_dim is None:
@@ -219,17 +467,15 @@ class _RNN(Layer):
                 f"{type(self).__name__} {self.name!r} needs a known feature dimension, got "
                 f"input shape {input_shape}"
             )
-        width = self._gates * self.units
-        self.add_weight("kernel", (in_dim, width), self.kernel_initializer,
-                        regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
-        self.add_weight("recurrent_kernel", (self.units, width), self.recurrent_initializer,
-                        regularizer=self.recurrent_regularizer,
-                        constraint=self.recurrent_constraint)
-        if self.use_bias:
-            self.add_weight("bias", self._bias_shape(), self._bias_initializer(),
-                            regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+        cell = self.cell
+        kept = cell.__dict__.get("_own_values") if cell.built and \
+            cell.__dict__.get("_owner") is None else None
+        cell._add_weights(self, in_dim)
+        self._weights = [_CellWeight(w, cell) for w in self._weights]
+        cell._link(self, input_shape)
+        if kept is not None:  # a cell built and set before it was wrapped keeps its values
+            self._values = dict(kept)
         self.input_spec = InputSpec(ndim=3, axes={-1: in_dim})
-
     # ------------------------------------------------------------------ shapes and masks
 
     def compute_output_shape(self, input_shape):
@@ -292,7 +538,7 @@ class _RNN(Layer):
         return in_mask, rec_mask
 
     def _input_bias(self, w):
-        return w["bias"] if self.use_bias else None
+        return self.cell._input_bias(w)
 
     def _project_inputs(self, w, x, in_mask):
         """x @ kernel (+ bias) for all timesteps at once: (batch, time, gates * units)."""
@@ -310,7 +556,7 @@ class _RNN(Layer):
         return z if bias is None else z + bias
 
     def _recurrent_weights(self, w):
-        return {"recurrent_kernel": w["recurrent_kernel"]}
+        return self.cell._recurrent_weights(w)
 
     def call(self, w, inputs, training=False, rng=None, mask=None, initial_state=None):
         x = inputs
@@ -336,9 +582,8 @@ class _RNN(Layer):
                 mask = jnp.any(mask, axis=-1)
             keep = jnp.swapaxes(mask.astype(bool), 0, 1)[..., None]  # (time, batch, 1)
         collect = self.return_sequences or (keep is not None and self.zero_output_for_mask)
-        spec = _Spec(self._kind, self.units, self.activation, self.recurrent_activation,
-                     self.use_bias, getattr(self, "reset_after", False), self.go_backwards,
-                     self.unroll, self.zero_output_for_mask, collect)
+        spec = self.cell._spec(self.go_backwards, self.unroll, self.zero_output_for_mask,
+                               collect)
         final, outs = _scan(spec, self._recurrent_weights(w), rec_mask, zx, keep, states)
         if self.return_sequences:
             output = jnp.swapaxes(outs, 0, 1)
@@ -368,21 +613,25 @@ class SimpleRNN(_RNN):
                  go_backwards=False, stateful=False, unroll=False, seed=None,
                  zero_output_for_mask=False, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self._configure(units, activation, None, use_bias, kernel_initializer,
-                        recurrent_initializer, bias_initializer, kernel_regularizer,
-                        recurrent_regularizer, bias_regularizer, kernel_constraint,
-                        recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
-                        seed, return_sequences, return_state, go_backwards, stateful, unroll,
+        self._check_cell_args(f"SimpleRNN {self.name!r}", units, dropout, recurrent_dropout)
+        cell = SimpleRNNCell(
+            units, activation=activation, use_bias=use_bias,
+            kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint, dropout=dropout,
+            recurrent_dropout=recurrent_dropout, seed=seed, dtype=self.dtype_policy,
+            trainable=self.trainable, name="simple_rnn_cell")
+        self._configure(cell, return_sequences, return_state, go_backwards, stateful, unroll,
                         zero_output_for_mask)
+
 
 class GRU(_RNN):
     """Gated recurrent unit, gates z, r, h; `reset_after=True` (cuDNN-style) by default.
 
     With reset_after the bias is (2, 3 * units): input bias then recurrent bias.
     """
-
-    _kind = "gru"
-    _gates = 3
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -393,40 +642,27 @@ class GRU(_RNN):
                  go_backwards=False, stateful=False, unroll=False, reset_after=True,
                  use_cudnn="auto", implementation=2, zero_output_for_mask=False, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self._configure(units, activation, recurrent_activation, use_bias, kernel_initializer,
-                        recurrent_initializer, bias_initializer, kernel_regularizer,
-                        recurrent_regularizer, bias_regularizer, kernel_constraint,
-                        recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
-                        seed, return_sequences, return_state, go_backwards, stateful, unroll,
+        self._check_cell_args(f"GRU {self.name!r}", units, dropout, recurrent_dropout)
+        cell = GRUCell(
+            units, activation=activation, recurrent_activation=recurrent_activation,
+            use_bias=use_bias, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint,
+            dropout=dropout, recurrent_dropout=recurrent_dropout, reset_after=reset_after,
+            seed=seed, dtype=self.dtype_policy, trainable=self.trainable, name="gru_cell")
+        self._configure(cell, return_sequences, return_state, go_backwards, stateful, unroll,
                         zero_output_for_mask)
         if use_cudnn not in ("auto", True, False):
             raise ValueError(f"GRU {self.name!r}: use_cudnn must be 'auto', True or False, "
                              f"got {use_cudnn!r}")
-        self.reset_after = bool(reset_after)
         self.use_cudnn = use_cudnn
         self.implementation = 1 if self.recurrent_dropout else int(implementation)
-
-    def _bias_shape(self):
-        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
-
-    def _input_bias(self, w):
-        if not self.use_bias:
-            return None
-        return w["bias"][0] if self.reset_after else w["bias"]
-
-    def _recurrent_weights(self, w):
-        rec = {"recurrent_kernel": w["recurrent_kernel"]}
-        if self.use_bias and self.reset_after:
-            rec["recurrent_bias"] = w["bias"][1]
-        return rec
 
 
 class LSTM(_RNN):
     """Long short-term memory, gates i, f, c, o; states [h, c]."""
-
-    _kind = "lstm"
-    _gates = 4
-    _n_states = 2
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -437,23 +673,52 @@ class LSTM(_RNN):
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
                  use_cudnn="auto", implementation=2, zero_output_for_mask=False, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self._configure(units, activation, recurrent_activation, use_bias, kernel_initializer,
-                        recurrent_initializer, bias_initializer, kernel_regularizer,
-                        recurrent_regularizer, bias_regularizer, kernel_constraint,
-                        recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
-                        seed, return_sequences, return_state, go_backwards, stateful, unroll,
+        self._check_cell_args(f"LSTM {self.name!r}", units, dropout, recurrent_dropout)
+        cell = LSTMCell(
+            units, activation=activation, recurrent_activation=recurrent_activation,
+            use_bias=use_bias, kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+            unit_forget_bias=unit_forget_bias, kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint, dropout=dropout,
+            recurrent_dropout=recurrent_dropout, seed=seed, dtype=self.dtype_policy,
+            trainable=self.trainable, name="lstm_cell")
+        self._configure(cell, return_sequences, return_state, go_backwards, stateful, unroll,
                         zero_output_for_mask)
         if use_cudnn not in ("auto", True, False):
             raise ValueError(f"LSTM {self.name!r}: use_cudnn must be 'auto', True or False, "
                              f"got {use_cudnn!r}")
-        self.unit_forget_bias = bool(unit_forget_bias)
         self.use_cudnn = use_cudnn
         self.implementation = 1 if self.recurrent_dropout else int(implementation)
 
-    def _bias_initializer(self):
-        if self.unit_forget_bias:
-            return _ForgetBiasInitializer(self.bias_initializer, self.units)
-        return self.bias_initializer
+
+class RNN(_RNN):
+    """Keras's `RNN(cell)`: the sequence loop around an LSTMCell, GRUCell or
+    SimpleRNNCell, run by the same scan as LSTM / GRU / SimpleRNN."""
+
+    def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
+                 stateful=False, unroll=False, zero_output_for_mask=False, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(cell, dict):
+            cell = deserialize_layer(cell)
+        if not isinstance(cell, _Cell):
+            raise ValueError(
+                f"RNN {self.name!r}: cell must be an LSTMCell, GRUCell or SimpleRNNCell, got "
+                f"{type(cell).__name__}"
+            )
+        if cell.__dict__.get("_owner") is not None:
+            raise ValueError(f"RNN {self.name!r}: cell {cell.name!r} already belongs to layer "
+                             f"{cell.__dict__['_owner'].name!r}")
+        self._configure(cell, return_sequences, return_state, go_backwards, stateful, unroll,
+                        zero_output_for_mask)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["cell"] = deserialize_layer(config["cell"], custom_objects)
+        return cls(**config)
+
 
 # ---------------------------------------------------------------------------- wrappers
 

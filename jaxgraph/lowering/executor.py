@@ -28,7 +28,7 @@ import numpy as np
 
 from ..graph.functional import Functional
 from ..graph.tensor import is_symbolic
-from ..layers.base import collecting_losses, flush_sync
+from ..layers.base import carried_mask, carried_masks, collecting_losses, flush_sync
 from ..random import as_key
 
 Path = tuple
@@ -300,7 +300,64 @@ def _all_none(tree) -> bool:
     return all(m is None for m in jax.tree_util.tree_leaves(tree, is_leaf=lambda x: x is None))
 
 
-def _call_layer(layer, node, run: _Run, args, kwargs, mask):
+class _Carried:
+    """Marks a node argument's mask in a structure parallel to its values."""
+
+    __slots__ = ("mask",)
+
+    def __init__(self, mask):
+        self.mask = mask
+
+
+def _carried_pairs(values, marks) -> list:
+    """[(value, mask)] for the node arguments that carry a mask."""
+    flat_v = jax.tree_util.tree_leaves(values, is_leaf=lambda x: x is None)
+    flat_m = jax.tree_util.tree_leaves(marks, is_leaf=lambda x: x is None or
+                                       isinstance(x, _Carried))
+    if len(flat_v) != len(flat_m):
+        return []
+    return [(v, m.mask) for v, m in zip(flat_v, flat_m)
+            if isinstance(m, _Carried) and m.mask is not None]
+
+
+def _tensor_argument_count(layer, node) -> int:
+    """How many of a node's call arguments hold tensors (Keras fills `mask` only for
+    one)."""
+    params = layer._mask_parameters()
+    sym_args, sym_kwargs = node.call_args(lambda t: t)
+    bound = {**dict(zip(params, sym_args)), **sym_kwargs}
+    return sum(1 for v in bound.values()
+               if any(is_symbolic(x) for x in jax.tree_util.tree_leaves(v, is_leaf=is_symbolic)))
+
+
+def _resolve_training(layer, training, run: _Run, overrides):
+    """(training, rng) of one node: the node's `training=`, else the run's, else the
+    layer's own default (None for a Keras-style layer that leaves it to the layers it
+    calls). A key is folded from the run's where the layer may draw."""
+    if training is None:
+        training = layer._default_training()
+    # An overridden rate may be nonzero for some members even where the layer's own is 0.
+    if not (layer.needs_rng() or overrides) or not (training or training is None):
+        return training, None
+    if run.rng is not None:
+        rng = jax.random.fold_in(run.rng, run.rng_count)
+        run.rng_count += 1
+        return training, rng
+    if training is None and not _tracing():
+        # `model(x)` on arrays: a Keras-style layer whose inner layers may draw (an
+        # augmentation layer augments by default) takes a key from the global stream.
+        from ..random import next_key
+
+        return training, next_key()
+    if training is None:
+        return training, None  # nothing can be drawn fresh here: inner layers infer
+    raise ValueError(
+        f"Layer {layer.name!r} ({type(layer).__name__}) needs randomness when "
+        "training=True: pass rng=jax.random.key(...) to apply()"
+    )
+
+
+def _call_layer(layer, node, run: _Run, args, kwargs, mask, marks=None):
     path = run.paths.get(id(layer))
     w = {}
     if path is not None:
@@ -312,26 +369,30 @@ def _call_layer(layer, node, run: _Run, args, kwargs, mask):
     if w and compute != jnp.dtype(layer.dtype):
         w = _cast_floats(w, compute)
     args = _cast_floats(args, compute)
+    pairs = []
+    if marks is not None:  # the node's own arguments, before anything is added
+        pairs = _carried_pairs((args, {k: kwargs.get(k) for k in marks[1]}), marks)
     kwargs = dict(kwargs)
-    training = kwargs.pop("training", run.training)
-    if training is None:  # a model called without `training=`: the layer's own default
-        training = layer.training_by_default
     overrides = run.overrides.get(layer.name) if run.overrides else None
+    training, rng = _resolve_training(layer, kwargs.pop("training", run.training), run,
+                                      overrides)
     if overrides:
         kwargs.update(overrides)
-    rng = None
-    # An overridden rate may be nonzero for some members even where the layer's own is 0.
-    if (layer.needs_rng() or overrides) and training:
-        if run.rng is None:
-            raise ValueError(
-                f"Layer {layer.name!r} ({type(layer).__name__}) needs randomness when "
-                "training=True: pass rng=jax.random.key(...) to apply()"
-            )
-        rng = jax.random.fold_in(run.rng, run.rng_count)
-        run.rng_count += 1
+    keras_style = layer._keras_style_call()
+    call_mask = mask
     if "mask" in kwargs:
-        mask = kwargs.pop("mask")
-    outputs, updates = layer.forward(w, *args, training=training, rng=rng, mask=mask, **kwargs)
+        mask = call_mask = kwargs.pop("mask")
+    elif keras_style and _tensor_argument_count(layer, node) > 1:
+        call_mask = None  # Keras fills `mask` for one tensor argument only
+    if keras_style:
+        # Every argument brings the mask it carries into `call` (Keras's `_keras_mask`);
+        # what the call's own layers compute rides on their outputs.
+        with carried_masks(pairs) as registry:
+            outputs, updates = layer.forward(w, *args, training=training, rng=rng,
+                                             mask=call_mask, **kwargs)
+    else:
+        outputs, updates = layer.forward(w, *args, training=training, rng=rng,
+                                         mask=call_mask, **kwargs)
     if updates:
         state = dict(_get_in(run.state, path, "state"))
         for name, value in updates.items():
@@ -354,7 +415,28 @@ def _call_layer(layer, node, run: _Run, args, kwargs, mask):
     out_mask = None
     if mask is not None or type(layer).compute_mask is not _BASE_COMPUTE_MASK:
         out_mask = layer.compute_mask(args[0] if args else None, mask)
+    if keras_style:
+        out_mask = _output_masks(outputs, out_mask, registry)
     return outputs, out_mask
+
+
+def _output_masks(outputs, computed, registry):
+    """Keras's rule for a Keras-style layer's outputs: an output that already carries a
+    mask (one an inner layer computed, or an input returned as is) keeps it; the others
+    get what `compute_mask` gave."""
+    flat = jax.tree_util.tree_leaves(outputs)
+    carried = [carried_mask(registry, o) for o in flat]
+    if all(m is None for m in carried):
+        return computed
+    if computed is None or _all_none(computed):
+        computed_flat = [None] * len(flat)
+    else:
+        computed_flat = jax.tree_util.tree_leaves(computed, is_leaf=lambda x: x is None)
+        if len(computed_flat) != len(flat):
+            computed_flat = [computed_flat[0]] * len(flat)
+    merged = [c if c is not None else m for c, m in zip(carried, computed_flat)]
+    return merged[0] if len(merged) == 1 and not isinstance(outputs, (list, tuple, dict)) \
+        else merged
 
 
 from ..layers.base import Layer as _Layer  # noqa: E402
@@ -428,7 +510,10 @@ def _run_graph(model: Functional, run: _Run, values: list, masks: list) -> list:
             named = _argument_masks(layer, node, env)
             if named:
                 kwargs = {**kwargs, **named}
-            outputs, out_mask = _call_layer(layer, node, run, args, kwargs, first_mask)
+            marks = None
+            if layer._keras_style_call():
+                marks = node.call_args(lambda t: _Carried(env[id(t)][1]))
+            outputs, out_mask = _call_layer(layer, node, run, args, kwargs, first_mask, marks)
             out_values = jax.tree_util.tree_leaves(outputs)
             if out_mask is None or _all_none(out_mask):
                 out_masks = [None] * len(out_values)
@@ -474,10 +559,12 @@ def _prepare_inputs(model: Functional, inputs) -> list:
 
 
 def run_model(model: Functional, variables: dict, inputs, *, training=False, rng=None,
-              with_masks=False, valid=None):
+              with_masks=False, valid=None, input_masks=None):
     """`(outputs, new_state, extra_losses)`: apply plus the layers' added losses; with
     `with_masks`, also each output's propagated mask (None where it has none), in
-    `model.output_names` order, for the losses and metrics that honour them."""
+    `model.output_names` order, for the losses and metrics that honour them.
+    `input_masks` (one per input, in `model.input_names` order) are the masks the
+    inputs carry in, as a model called inside a Keras-style layer's `call` gets them."""
     _, paths = layout(model)
     if not isinstance(variables, dict) or "params" not in variables:
         raise ValueError("variables must be a dict {'params': ..., 'state': ...}, from init()")
@@ -487,7 +574,8 @@ def run_model(model: Functional, variables: dict, inputs, *, training=False, rng
     run = _Run(variables["params"], state, training, as_key(rng), paths, overrides, valid)
     values = _prepare_inputs(model, inputs)
     with collecting_losses() as added:
-        results = _run_graph(model, run, values, [None] * len(values))
+        results = _run_graph(model, run, values,
+                             list(input_masks) if input_masks else [None] * len(values))
     if overrides is not None:
         run.state[OVERRIDES] = overrides  # the state keeps its structure (scan carries)
     outputs = model._output_struct.pack([v for v, _ in results])

@@ -319,12 +319,19 @@ def _keras_ref(value) -> bool:
             and all(isinstance(v, int) for v in value[1:]))
 
 
-def _keras_struct(value, where: str) -> dict:
-    """Keras's `input_layers` / `output_layers` as jaxgraph's single / list / dict form."""
+def _keras_struct(value, where: str, models=frozenset()) -> dict:
+    """Keras's `input_layers` / `output_layers` as jaxgraph's single / list / dict form.
+
+    Keras counts a nested functional model's own node as its node 0 in these
+    references (not in call arguments), so references to `models` shift down by one.
+    """
     def ref(r):
         if not _keras_ref(r):
             raise ValueError(f"Keras config: malformed tensor reference {r!r} in {where}")
-        return {"__tensor__": list(r)}
+        name, node, index = r
+        if name in models and node > 0:
+            node -= 1
+        return {"__tensor__": [name, node, index]}
 
     if _keras_ref(value):
         return {"single": ref(value)}
@@ -369,7 +376,9 @@ def keras_model_config(config: dict) -> dict:
                 continue
             if k == "module" and (v is None or _is_keras_module(v)):
                 continue
-            if k == "registered_name" and (v is None or v == cls):
+            # Keras's built-ins record their own class name ("Functional"); only a
+            # "package>Name" is a registration that may choose the class.
+            if k == "registered_name" and (v is None or v == cls or ">" not in str(v)):
                 continue
             if k in _KERAS_ONLY_DEFAULTS and v == _KERAS_ONLY_DEFAULTS[k] and key == "config":
                 continue
@@ -379,8 +388,13 @@ def keras_model_config(config: dict) -> dict:
             out["kwargs"] = {k: v for k, v in out["kwargs"].items() if k != "training"}
         if isinstance(out.get("layers"), list) and "input_layers" in out \
                 and "output_layers" in out:
-            out["input_layers"] = _keras_struct(value["input_layers"], "input_layers")
-            out["output_layers"] = _keras_struct(value["output_layers"], "output_layers")
+            models = frozenset(
+                entry.get("name") for entry in value["layers"] if isinstance(entry, dict)
+                and entry.get("class_name") in ("Functional", "Model")
+                and _is_keras_module(entry.get("module")))
+            out["input_layers"] = _keras_struct(value["input_layers"], "input_layers", models)
+            out["output_layers"] = _keras_struct(value["output_layers"], "output_layers",
+                                                 models)
         return out
 
     return convert(config)

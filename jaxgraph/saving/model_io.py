@@ -91,20 +91,25 @@ def architecture(model) -> dict:
     file's config.json and `model.to_json()` returns it as a string; `_build`
     rebuilds a model from it.
     """
-    return {"class_name": type(model).__name__, **class_metadata(type(model)),
+    from ..graph.config import layer_record
+
+    return {"class_name": layer_record(model)["class_name"], **class_metadata(type(model)),
             "config": model.get_config()}
 
 
 def model_to_json(model, **kwargs) -> str:
-    """The model's architecture as a JSON string, in Keras's layout.
+    """The model's architecture as a JSON string, in Keras 3's layout.
 
-    `{"module", "class_name", "config", "registered_name"}` (module and registered
-    name are null for jaxgraph's own classes); `kwargs` go to `json.dumps`.
+    `{"module", "class_name", "config", "registered_name"}` with Keras's modules and
+    tensor references, so `keras.models.model_from_json` reads models of built-in
+    layers; user classes keep their own module; `kwargs` go to `json.dumps`.
     `model_from_json` rebuilds it with fresh weights.
     """
     if not isinstance(model, Functional):
         raise TypeError(f"to_json expects a jaxgraph Model, got {type(model).__name__}")
-    arch = architecture(model)
+    from ..graph.config import keras_layer_record
+
+    arch = keras_layer_record(model)
     record = {"module": arch.get("module"), "class_name": arch["class_name"],
               "config": arch["config"], "registered_name": arch.get("registered_name")}
     try:

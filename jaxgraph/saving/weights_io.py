@@ -198,7 +198,9 @@ def _sub_slots(obj, path: str, prefix: str, leaf: Layer) -> list[Slot]:
                 for group, names in groups().items()]
     names = [prefix + w.name for w in obj.weights]
     if _mro_names(obj) & _RNN_CLASSES:
-        cell_name = f"{keras_snake_case(type(obj).__name__)}_cell"
+        cell = getattr(obj, "cell", None)
+        cell_name = cell.name if isinstance(cell, Layer) else \
+            f"{keras_snake_case(type(obj).__name__)}_cell"
         return [Slot(path, obj.name, leaf), Slot(_join(path, "cell"), cell_name, leaf, names)]
     return [Slot(path, obj.name, leaf, names)]
 
