@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from jaxgraph import callbacks
+from jaxgraph import metrics as jg_metrics
 from jaxgraph.callbacks import (
     BackupAndRestore,
     Callback,
@@ -77,8 +78,9 @@ class FakeTrainer:
 class FakeModel:
     """Implements what callbacks may use: weights, optimizer, stop_training, save."""
 
-    def __init__(self, lr=0.1, fail_saving=False):
+    def __init__(self, lr=0.1, fail_saving=False, metrics=()):
         self.stop_training = False
+        self.metrics = list(metrics)  # compiled metric objects: mode 'auto' reads them
         self.optimizer = FakeOptimizer(lr)
         self.w = np.zeros(3, np.float32)
         self._trainer = FakeTrainer(self)
@@ -247,8 +249,8 @@ def test_progbar_live_bar_on_a_terminal(monkeypatch):
 # ---------------------------------------------------------------------------- EarlyStopping
 
 
-def run_es(values, epochs=10, **kwargs):
-    model = FakeModel()
+def run_es(values, epochs=10, metrics=(), **kwargs):
+    model = FakeModel(metrics=metrics)
     es = EarlyStopping(**kwargs)
     h = History()
     drive(model, [es, h], epochs, series(kwargs.get("monitor", "val_loss"), values))
@@ -268,8 +270,9 @@ def test_early_stopping_min_delta_and_mode():
     # improvements smaller than min_delta do not count
     _, h, _ = run_es([1.0, 0.99, 0.98, 0.97], patience=1, min_delta=0.05)
     assert h.epoch == [0, 1]
-    # 'acc' is maximised in mode auto
-    _, h, _ = run_es([0.5, 0.6, 0.7, 0.7, 0.7], monitor="acc", patience=1)
+    # a compiled accuracy is maximised in mode auto
+    _, h, _ = run_es([0.5, 0.6, 0.7, 0.7, 0.7], monitor="acc", patience=1,
+                     metrics=[jg_metrics.BinaryAccuracy(name="acc")])
     assert h.epoch == [0, 1, 2, 3]
     # explicit mode='max' on an arbitrary name
     _, h, _ = run_es([1, 2, 3, 4, 5], monitor="score", mode="max", patience=0)
@@ -279,11 +282,13 @@ def test_early_stopping_min_delta_and_mode():
 
 
 def test_early_stopping_accepts_acc_accuracy_aliases():
-    model = FakeModel()
+    """For the value and for the direction: `acc` reads the compiled `accuracy`."""
+    model = FakeModel(metrics=[jg_metrics.BinaryAccuracy(name="accuracy")])
     es = EarlyStopping(monitor="acc", patience=0)
     h = History()
     drive(model, [es, h], 5, series("accuracy", [0.5, 0.4, 0.3]))
     assert h.epoch == [0, 1]
+    model = FakeModel(metrics=[jg_metrics.BinaryAccuracy(name="acc")])
     es = EarlyStopping(monitor="val_accuracy", patience=0)
     h = History()
     drive(model, [es, h], 5, series("val_acc", [0.5, 0.4, 0.3]))
@@ -293,9 +298,15 @@ def test_early_stopping_accepts_acc_accuracy_aliases():
 def test_early_stopping_warns_about_a_missing_monitor():
     h = History()
     with pytest.warns(UserWarning, match=r"`val_los`.*Available metrics are: .*val_loss"):
-        drive(FakeModel(), [EarlyStopping(monitor="val_los"), h], 2,
+        drive(FakeModel(), [EarlyStopping(monitor="val_los", mode="min"), h], 2,
               series("val_loss", [1.0, 2.0]))
     assert h.epoch == [0, 1]
+    # Keras 3: in mode 'auto' an unknown monitor has no direction, an error at train begin
+    h = History()
+    with pytest.raises(ValueError, match=r"monitor=val_los.*mode='max'.*mode='min'"):
+        drive(FakeModel(), [EarlyStopping(monitor="val_los"), h], 2,
+              series("val_loss", [1.0, 2.0]))
+    assert h.epoch == []
 
 
 def test_early_stopping_baseline_and_start_from_epoch():
@@ -353,8 +364,8 @@ def test_checkpoint_save_best_only_and_weights_only(tmp_path):
         assert f.read(8) == b"weights:"
         np.testing.assert_allclose(np.load(f), [4, 4, 4])  # weights of epoch 1
     assert cb.best == pytest.approx(0.5)
-    # mode auto maximises accuracy; initial_value_threshold must be beaten
-    model = FakeModel()
+    # mode auto maximises a compiled accuracy; initial_value_threshold must be beaten
+    model = FakeModel(metrics=[jg_metrics.BinaryAccuracy(name="accuracy")])
     cb = ModelCheckpoint(str(tmp_path / "acc.h5"), monitor="val_acc", save_best_only=True,
                          initial_value_threshold=0.6)
     drive(model, [cb], 4, series("val_accuracy", [0.5, 0.7, 0.65, 0.8]))

@@ -1,6 +1,7 @@
 """`model.summary()` and `plot_model`: what they print and draw comes from the graph."""
 
 import re
+import shutil
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -231,6 +232,8 @@ def test_model_to_dot_options():
         model_to_dot(model, rankdir="UP")
 
 
+@pytest.mark.skipif(shutil.which("dot") is None,
+                    reason="Graphviz's `dot` is not installed (.ci/run installs it)")
 def test_plot_model_writes_png_and_svg(tmp_path):
     model = _siamese("pm")
     png = tmp_path / "model.png"

@@ -3,18 +3,21 @@ monitored value from the logs and deciding whether it improved.
 
 Keras 2 logged `acc`, Keras 3 logs `accuracy`; code written for either should
 work, so a monitor that is absent from the logs falls back to its alias.
+
+In mode 'auto' the direction comes from what was compiled, as in Keras 3: the
+loss is minimized, a compiled metric goes the way it declares (accuracies, AUC,
+precision... up; errors and crossentropies down), and anything else is an error
+at train begin rather than a guess from the name that could silently keep the
+worst model. Unlike Keras 3, which matches the metric objects' own names, the
+match is on the logged names, so per-output metrics and losses of a multi-output
+model (`answer_accuracy`, `val_answer_loss`) are understood too.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
-
-# Metric names for which bigger is better (after stripping 'val_' and an output prefix).
-_MAXIMIZED = ("acc", "accuracy", "auc", "precision", "recall", "f1_score", "fbeta_score",
-              "iou", "r2_score", "fmeasure")
 
 
 def alias_of(key: str) -> str | None:
@@ -48,26 +51,69 @@ def warn_missing(owner: str, monitor: str, logs, what: str = "conditioned on") -
     )
 
 
-def _is_maximized(name: str) -> bool:
-    base = name[4:] if name.startswith("val_") else name
-    if base == "loss" or base.endswith("_loss"):
-        return False
-    return any(base == m or base.endswith("_" + m) for m in _MAXIMIZED) or base.startswith(
-        ("top_k", "sparse_top_k")) or "_top_k_" in base
+def _wraps_a_loss(fn) -> bool:
+    """Keras's MeanMetricWrapper test: a loss object, class or built-in loss function."""
+    from ..training import losses as losses_mod
+
+    if isinstance(fn, losses_mod.Loss) or (isinstance(fn, type)
+                                            and issubclass(fn, losses_mod.Loss)):
+        return True
+    return any(fn is f for f in losses_mod._FUNCTIONS.values())
 
 
-def _direction_from_model(model, name: str) -> str | None:
-    """The compiled metric's own `direction` ('up'/'down'), when the model exposes it."""
-    base = name[4:] if name.startswith("val_") else name
-    try:
+def metric_direction(metric) -> str | None:
+    """'up', 'down' or None: what `metric` declares (Keras's `_direction`).
+
+    A mean over a plain function declares nothing, unless that function is a loss,
+    as in Keras: `metrics=[my_fn]` cannot be monitored in mode 'auto'.
+    """
+    from ..training import metrics as metrics_mod
+
+    own = vars(metric) if hasattr(metric, "__dict__") else {}
+    for attr in ("direction", "_direction"):  # set on the instance (Keras's spelling too)
+        if own.get(attr) in ("up", "down"):
+            return own[attr]
+    if isinstance(metric, metrics_mod.MeanMetricWrapper):
+        for klass in type(metric).__mro__:
+            if klass is metrics_mod.MeanMetricWrapper:
+                return "down" if _wraps_a_loss(metric._wrapped) else None
+            if vars(klass).get("direction") in ("up", "down"):  # a subclass that declares it
+                return vars(klass)["direction"]
+    for attr in ("direction", "_direction"):
+        value = getattr(metric, attr, None)
+        if value in ("up", "down"):
+            return value
+    return None
+
+
+def _compiled(model) -> tuple[list, set]:
+    """The compiled metrics as (logged name, metric), and the per-output loss names."""
+    objective = getattr(getattr(model, "_trainer", None), "objective", None)
+    if objective is not None:
+        losses = {objective.loss_log_name(i) for i, fn in enumerate(objective.loss_fns)
+                  if fn is not None} if objective.multi else set()
+        return [(name, metric) for _, metric, name, _ in objective.metrics], losses
+    try:  # a Keras-like model that lists its metric objects
         metrics = list(getattr(model, "metrics", None) or [])
-    except Exception:  # a model that is not compiled yet
-        return None
-    for metric in metrics:
-        if getattr(metric, "name", None) in (base, alias_of(base)):
-            direction = getattr(metric, "direction", None)
-            if direction in ("up", "down"):
-                return direction
+    except Exception:  # a Keras model that is not compiled yet
+        metrics = []
+    return [(getattr(m, "name", None), m) for m in metrics], set()
+
+
+def infer_direction(model, monitor: str) -> str | None:
+    """'down' for a loss, the compiled metric's own direction, else None."""
+    base = monitor[4:] if monitor.startswith("val_") else monitor
+    if base == "loss":
+        return "down"
+    metrics, losses = _compiled(model) if model is not None else ([], set())
+    for name in (base, alias_of(base)):
+        if name is None:
+            continue
+        if name in losses:
+            return "down"
+        found = [metric for logged, metric in metrics if logged == name]
+        if found:
+            return metric_direction(found[-1])
     return None
 
 
@@ -85,21 +131,27 @@ class Monitor:
         self.min_delta = abs(float(min_delta))
         self._maximize: bool | None = None if mode == "auto" else mode == "max"
 
-    def resolve(self, model=None) -> None:
-        """Fix the direction in mode 'auto' (from the model's metrics, else from the name)."""
+    def resolve(self, model=None, owner: str | None = None) -> None:
+        """Fix the direction in mode 'auto', or raise Keras's ValueError when nothing
+        compiled says which way `monitor` is better."""
         if self._maximize is not None:
             return
-        direction = _direction_from_model(model, self.monitor) if model is not None else None
-        self._maximize = direction == "up" if direction else _is_maximized(self.monitor)
+        direction = infer_direction(model, self.monitor)
+        if direction is None:
+            raise ValueError(
+                f"{owner or self.owner} callback received monitor={self.monitor}, but "
+                "jaxgraph isn't able to automatically determine whether that metric should "
+                "be maximized or minimized (it is neither the loss nor a compiled metric "
+                "that declares a direction). Pass `mode='max'` in order to monitor based "
+                "on the highest metric value, or pass `mode='min'` in order to use the "
+                "lowest value."
+            )
+        self._maximize = direction == "up"
 
     @property
     def maximize(self) -> bool:
         self.resolve()
         return self._maximize
-
-    @property
-    def worst(self) -> float:
-        return -math.inf if self.maximize else math.inf
 
     def improved(self, current: float, reference: float | None) -> bool:
         """Whether `current` beats `reference` by more than `min_delta` (None: always)."""

@@ -42,9 +42,12 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
-        self._monitor.resolve(self.model)
+        # Before any step runs: a monitor whose direction is unknown fails now, not
+        # after the first epoch (Keras 3 raises the same error there).
+        self._monitor.resolve(self.model, type(self).__name__)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._monitor.resolve(self.model, type(self).__name__)  # a subclass skipped the above
         current = self.get_monitor_value(logs)
         if current is None or epoch < self.start_from_epoch:
             return

@@ -106,7 +106,8 @@ class ModelCheckpoint(Callback):
         return self.save_freq != "epoch"
 
     def on_train_begin(self, logs=None):
-        self._monitor.resolve(self.model)
+        # As Keras 3, even without save_best_only: see EarlyStopping.
+        self._monitor.resolve(self.model, type(self).__name__)
         self._batches_since_save = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -121,6 +122,7 @@ class ModelCheckpoint(Callback):
             self._save(self._current_epoch, batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._monitor.resolve(self.model, type(self).__name__)  # a subclass skipped the above
         if self.save_freq == "epoch":
             self._save(epoch, None, logs)
 

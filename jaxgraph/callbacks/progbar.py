@@ -1,11 +1,13 @@
-"""ProgbarLogger: the progress display that `fit(verbose=...)` adds by default.
+"""ProgbarLogger: the progress display that `fit`, `evaluate` and `predict` add at
+verbose=1 and 2.
 
 A live bar needs per-batch values, and every per-batch read is a device sync
 that also stops the trainer from running several steps per dispatch. So the bar
 listens to batches only when someone can watch it (verbose=1 on a terminal or
-a notebook) and says so through `wants_batches()`; otherwise it prints one line
-per epoch from the epoch logs. Even when live, it reads batch logs at most
-every `refresh_interval` seconds.
+a notebook) and says so through `wants_batches()`; the loops then call its batch
+hooks once per dispatched chunk of several batches, and it reads their logs at
+most every `refresh_interval` seconds. Otherwise it prints one line at the end:
+per epoch in `fit`, once for `evaluate` and `predict`, in Keras's format.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import sys
 import time
 
+import numpy as np
 from tqdm import tqdm
 
 from .base import Callback
@@ -49,12 +52,19 @@ def format_logs(logs, keys=None) -> str:
     return " - ".join(f"{k}: {format_value(logs[k])}" for k in keys if k in logs)
 
 
+def _per_step(seconds: float) -> str:
+    """Keras's Progbar unit: `2s/step`, `3ms/step` or `450us/step`."""
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
 def _format_time(seconds: float, steps) -> str:
     text = f"{seconds:.0f}s"
     if steps:
-        per_step = seconds / steps
-        text += (f" - {per_step * 1e3:.0f}ms/step" if per_step >= 1e-3
-                 else f" - {per_step * 1e6:.0f}us/step")
+        text += f" - {_per_step(seconds / steps)}"
     return text
 
 
@@ -65,9 +75,28 @@ def summary_line(steps, elapsed: float, logs) -> str:
     return line + (f" - {text}" if text else "")
 
 
+def _bar_value(value) -> str:
+    """Keras's bar (verbose=1) rule: 4 decimals above 1e-3 in magnitude, else scientific."""
+    if isinstance(value, str):
+        return value
+    value = float(np.mean(value))
+    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
+
+
+def bar_line(steps, elapsed: float, logs, width: int = 20) -> str:
+    """Keras's finished bar: `4/4 ━━━━━━━━━━━━━━━━━━━━ 0s 3ms/step - loss: 0.6931`."""
+    head = f"{steps}/{steps} {'━' * width}" if steps else f"{0:7d}/Unknown"
+    line = f"{head} {elapsed:.0f}s {_per_step(elapsed / steps if steps else 0.0)}"
+    for key, value in (logs or {}).items():
+        line += f" - {key}: {_bar_value(value)}"
+    return line
+
+
 class ProgbarLogger(Callback):
     """Prints metrics to stdout: a live bar with ETA (verbose=1 on a terminal), or one
     line per epoch (verbose=2, or verbose=1 when stdout is a file or a pipe).
+    `evaluate` and `predict` end with Keras's line: its finished bar at verbose=1,
+    `N/N - Xs - Yms/step - ...` at verbose=2.
 
     Counts steps (as Keras 3 does); the metrics shown are the trainer's running
     averages. The live bar reads batch logs at most every `refresh_interval` seconds.
@@ -97,8 +126,9 @@ class ProgbarLogger(Callback):
         self._live = self.verbose == 1 and _interactive()
 
     def wants_batches(self) -> bool:
-        """Whether the trainer should call this callback's batch hooks at all."""
-        return self._live
+        """Whether the trainer should call this callback's batch hooks at all: for the
+        live bar, or to count the batches of data whose length is unknown."""
+        return self._live or bool(self.verbose and self.target is None)
 
     # ------------------------------------------------------------------ the bar
 
@@ -112,14 +142,15 @@ class ProgbarLogger(Callback):
             size = shutil.get_terminal_size((100, 24))
             self._bar = tqdm(total=total, desc=desc, unit="step", file=sys.stdout,
                              ncols=size.columns, nrows=size.lines, leave=True,
-                             mininterval=self.refresh_interval, bar_format=_BAR_FORMAT)
+                             mininterval=self.refresh_interval,
+                             bar_format=_BAR_FORMAT if desc else _BAR_FORMAT[len("{desc} "):])
 
     def _advance(self, batch: int, logs) -> None:
+        step = batch + 1
+        self._seen = max(self._seen, step)
         if self._bar is None:
             return
-        step = batch + 1
         self._bar.update(step - self._bar.n)
-        self._seen = step
         now = time.perf_counter()
         if logs and now - self._last_read >= self.refresh_interval:
             self._last_read = now
@@ -136,8 +167,9 @@ class ProgbarLogger(Callback):
             self._close()
         return elapsed
 
-    def _close(self) -> None:
+    def _close(self, leave: bool = True) -> None:
         if self._bar is not None:
+            self._bar.leave = leave
             self._bar.close()
             self._bar = None
 
@@ -171,7 +203,7 @@ class ProgbarLogger(Callback):
 
     def on_test_begin(self, logs=None):
         if self.verbose and not self._in_fit:
-            self._open("Evaluate", self.target)
+            self._open("", self.target)
 
     def on_test_batch_end(self, batch, logs=None):
         if not self._in_fit:
@@ -183,7 +215,7 @@ class ProgbarLogger(Callback):
 
     def on_predict_begin(self, logs=None):
         if self.verbose:
-            self._open("Predict", self.target)
+            self._open("", self.target)
 
     def on_predict_batch_end(self, batch, logs=None):
         self._advance(batch, None)
@@ -193,7 +225,11 @@ class ProgbarLogger(Callback):
             self._report(None)
 
     def _report(self, logs) -> None:
+        """Keras's last line of evaluate / predict; the live bar makes way for it."""
         steps = self.target or self._seen or None
-        elapsed = self._finish(logs, steps)
-        if not self._live:
+        elapsed = time.perf_counter() - self._epoch_start
+        self._close(leave=False)
+        if self.verbose == 1:
+            print(bar_line(steps, elapsed, logs), flush=True)
+        else:
             print(summary_line(steps, elapsed, logs), flush=True)

@@ -60,9 +60,10 @@ class ReduceLROnPlateau(Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
-        self._monitor.resolve(self.model)
+        self._monitor.resolve(self.model, type(self).__name__)  # see EarlyStopping
 
     def on_epoch_end(self, epoch, logs=None):
+        self._monitor.resolve(self.model, type(self).__name__)
         lr = _current_lr(self.model)
         if logs is not None:
             logs["learning_rate"] = lr

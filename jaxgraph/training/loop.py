@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import jax
@@ -27,11 +26,22 @@ def _wants(cbl: CallbackList, hooks) -> list:
     return out
 
 
-def _silence_quiet_batch_hooks(cbl: CallbackList) -> None:
+def _silence_quiet_batch_hooks(cbl: CallbackList, in_fit: bool = False) -> None:
+    from ..callbacks import ProgbarLogger
+
     for hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
                  "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end"):
         cbl.live[hook] = [c for c in cbl.live[hook]
-                          if not (hasattr(c, "wants_batches") and not c.wants_batches())]
+                          if not (hasattr(c, "wants_batches") and not c.wants_batches())
+                          # fit's bar ignores validation batches (Keras's does too)
+                          and not (in_fit and "test" in hook and isinstance(c, ProgbarLogger))]
+
+
+def _progbar_only(listeners) -> bool:
+    """Whether only progress bars listen: they take one call per dispatched chunk."""
+    from ..callbacks import ProgbarLogger
+
+    return bool(listeners) and all(isinstance(c, ProgbarLogger) for c in listeners)
 
 
 def _resolve_verbose(verbose):
@@ -143,13 +153,11 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
     params = {"epochs": epochs, "verbose": verbose,
               "steps": steps if steps_per_epoch is None else int(steps_per_epoch)}
     cbl, history = _make_callbacks(model, trainer, callbacks, verbose, params, user_val, True)
-    _silence_quiet_batch_hooks(cbl)
+    _silence_quiet_batch_hooks(cbl, in_fit=True)
     begin_listeners = _wants(cbl, ["on_train_batch_begin"])
     end_listeners = _wants(cbl, ["on_train_batch_end"])
     listeners = begin_listeners + end_listeners
-    from ..callbacks import ProgbarLogger
-
-    progbar_only = bool(listeners) and all(isinstance(c, ProgbarLogger) for c in listeners)
+    progbar_only = _progbar_only(listeners)
 
     trainer.ensure_state()
     if getattr(trainer, "data_seed", None) is None:
@@ -371,11 +379,17 @@ def _stream_batches(stream, steps):
 
 def _eval_plan(trainer, cbl, staged, batch_size, steps=None):
     """`steps` (Keras's validation_steps / evaluate's steps): the first `steps` batches,
-    the same ones every time."""
+    the same ones every time. A progress bar alone gets chunks of several batches, as
+    in fit; other batch listeners one batch per dispatch; nobody, one dispatch."""
     listeners = _wants(cbl, ["on_test_batch_begin", "on_test_batch_end"])
     batch_size = _eval_batch_size(trainer, batch_size)
     steps = min(math.ceil(staged.n / batch_size), int(steps or staged.n))
-    k = 1 if listeners else (1 if trainer.choose_k(steps, False, False) == 1 else steps)
+    if _progbar_only(listeners):
+        k = trainer.choose_k(steps, True, True)
+    elif listeners:
+        k = 1
+    else:
+        k = 1 if trainer.choose_k(steps, False, False) == 1 else steps
     return trainer.epoch_plan(staged.n, batch_size, steps, k, False), listeners
 
 
@@ -395,11 +409,12 @@ def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables, steps=N
     data = (staged.xs, staged.ys, staged.sws)
     cbl.call("on_test_begin", Logs())
     for c in range(chunks):
+        first = c * plan.k
         if listeners:
-            cbl.call("on_test_batch_begin", c, Logs())
+            cbl.call("on_test_batch_begin", first, Logs())
         ms, results = fn(ms, variables["params"], variables["state"], data, idx_d, valid_d, c)
-        if listeners:
-            cbl.call("on_test_batch_end", c, Logs(results))
+        if listeners:  # a chunk's hook gets its last batch, as in fit
+            cbl.call("on_test_batch_end", min(first + plan.k, plan.steps) - 1, Logs(results))
     cbl.call("on_test_end", Logs(results))
     return dict(results)
 
@@ -448,19 +463,14 @@ def run_evaluate(model, trainer, x, y, *, batch_size, verbose, sample_weight, st
         if steps is not None:  # Keras: the first `steps` batches
             batches = min(batches, int(steps))
     params = {"epochs": 1, "steps": batches, "verbose": verbose}  # Keras: the batch count
-    cbl, _ = _make_callbacks(model, trainer, callbacks, 0, params, None, False)
+    # At verbose 1 and 2 a ProgbarLogger prints Keras's lines (a live bar on a terminal).
+    cbl, _ = _make_callbacks(model, trainer, callbacks, verbose, params, None, False)
     _silence_quiet_batch_hooks(cbl)
-    started = time.perf_counter()
     if stream:
         results = _evaluate_stream(model, trainer, cbl, x, steps, variables)
     else:
         results = _evaluate_staged(model, trainer, cbl, staged, batch_size, variables, steps)
-    out = {k: float(v) for k, v in jax.device_get(results).items()}
-    if verbose:  # Keras's summary: `1/1 - 0s - 5ms/step - accuracy: 0.7500 - loss: ...`
-        from ..callbacks.progbar import summary_line
-
-        print(summary_line(batches, time.perf_counter() - started, out), flush=True)
-    return out
+    return {k: float(v) for k, v in jax.device_get(results).items()}
 
 
 # ---------------------------------------------------------------------------- predict
@@ -478,6 +488,7 @@ def _predict_program(model):
 
 
 def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
+    verbose = _resolve_verbose(verbose)
     x = model._maybe_build_from_data(x)
     trainer = model._trainer
     if trainer is not None and trainer.ts is not None:
@@ -494,10 +505,9 @@ def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
         data_mod.sample_count([(f"x[{nm!r}]", a) for nm, a in zip(model.input_names, xs)])
         n = xs[0].shape[0]
         batches = math.ceil(n / max(1, min(batch_size or _DEFAULT_BATCH, n)))
-    params = {"epochs": 1, "steps": batches, "verbose": 0}  # Keras: the batch count
-    cbl, _ = _make_callbacks(model, trainer, callbacks, 0, params, None, False)
+    params = {"epochs": 1, "steps": batches, "verbose": verbose}  # Keras: the batch count
+    cbl, _ = _make_callbacks(model, trainer, callbacks, verbose, params, None, False)
     _silence_quiet_batch_hooks(cbl)
-    started = time.perf_counter()
     model.stop_predicting = False
     cbl.call("on_predict_begin", Logs())
     if stream:
@@ -511,15 +521,17 @@ def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
             if model.stop_predicting:
                 break
         flat = [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
-        batches = len(outs) if batches is None else batches
     else:
         flat = _predict_arrays(model, fn, variables, xs, batch_size or _DEFAULT_BATCH, cbl)
     cbl.call("on_predict_end", Logs())
-    if _resolve_verbose(verbose):  # Keras's summary: `1/1 - 0s - 5ms/step`
-        from ..callbacks.progbar import summary_line
-
-        print(summary_line(batches, time.perf_counter() - started, None), flush=True)
     return model._output_struct.pack(flat)
+
+
+def _report_chunk(cbl, out, batch: int) -> None:
+    """Tell the progress bar that batches up to `batch` are done, once they are (a wait,
+    not a transfer: the outputs stay on the device)."""
+    jax.block_until_ready(out)
+    cbl.call("on_predict_batch_end", batch, Logs())
 
 
 #: Batches per predict dispatch: a dispatch costs more than a small model's batch.
@@ -537,19 +549,24 @@ def _flat_outputs(model, o) -> list:
 def _predict_arrays(model, fn, variables, xs, batch_size, cbl=None, first_batch=0):
     """Predictions for `xs`, `batch_size` rows a batch. With callbacks listening to
     predict batches, one batch per dispatch between their hooks (batch indices from
-    `first_batch`); otherwise several batches per dispatch and no Python per batch."""
+    `first_batch`); otherwise several batches per dispatch and no Python per batch,
+    but for a progress bar's call per dispatch."""
     from .trainer import auto_steps_per_execution
 
     n = xs[0].shape[0]
     batch_size = max(1, min(batch_size, n))
     steps = math.ceil(n / batch_size)
-    begin = cbl is not None and bool(_wants(cbl, ["on_predict_batch_begin"]))
-    end = cbl is not None and bool(_wants(cbl, ["on_predict_batch_end"]))
+    begin_listeners = [] if cbl is None else _wants(cbl, ["on_predict_batch_begin"])
+    end_listeners = [] if cbl is None else _wants(cbl, ["on_predict_batch_end"])
+    progress = _progbar_only(begin_listeners + end_listeners)
+    begin, end = bool(begin_listeners) and not progress, bool(end_listeners) and not progress
     # Several batches per dispatch, as fit does, except where XLA:CPU's convolutions
     # lose their fast path inside a loop, or callbacks watch each batch; the last
-    # dispatch may run padding batches.
+    # dispatch may run padding batches. A progress bar gets about 20 updates, as fit's.
     k = 1 if begin or end or auto_steps_per_execution(model, steps) == 1 else min(
         steps, PREDICT_BATCHES_PER_DISPATCH)
+    if progress:
+        k = max(1, min(k, math.ceil(steps / 20)))
     dispatches = math.ceil(steps / k)
     total = dispatches * k * batch_size
     padded = [np.concatenate([a, np.zeros((total - n,) + a.shape[1:], a.dtype)]) if total > n
@@ -559,7 +576,18 @@ def _predict_arrays(model, fn, variables, xs, batch_size, cbl=None, first_batch=
     # A fresh key per call for layers random at inference (Monte Carlo dropout), as
     # Keras draws from its seed generator; other models take none and draw nothing.
     rng = jg_random.next_key() if model.inference_needs_rng() else None
-    if not (begin or end):
+    if progress:
+        outs = []
+        for i in range(dispatches):
+            if begin_listeners:
+                cbl.call("on_predict_batch_begin", first_batch + i * k, Logs())
+            outs.append(fn(params, mstate, staged, np.int32(i * k * batch_size), batch_size,
+                           k, rng))
+            if i and end_listeners:  # the bar shows what is done, the next chunk queued
+                _report_chunk(cbl, outs[i - 1], first_batch + min(i * k, steps) - 1)
+        if outs and end_listeners:
+            _report_chunk(cbl, outs[-1], first_batch + steps - 1)
+    elif not (begin or end):
         outs = [fn(params, mstate, staged, np.int32(i * k * batch_size), batch_size, k, rng)
                 for i in range(dispatches)]
     else:
