@@ -149,7 +149,8 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
-def fresh_first_epoch(workload: str, method: str, args, samples: int) -> float | None:
+def fresh_first_epoch(workload: str, method: str, args, samples: int,
+                      epochs: int) -> float | None:
     """The first epoch of one run in a new Python process (benchmarks.compile_breakdown).
 
     Inside one process, columns after the first reuse what the process already compiled:
@@ -158,7 +159,7 @@ def fresh_first_epoch(workload: str, method: str, args, samples: int) -> float |
     if args.compilation_cache:
         return None  # a shared cache would make the fresh process warm again
     cmd = [sys.executable, "-m", "benchmarks.compile_breakdown", workload, method, "--json",
-           "--epochs", str(args.epochs), "--samples", str(samples)]
+           "--epochs", str(epochs), "--samples", str(samples)]
     # This process holds XLA's default 75% of an accelerator's memory: the child gets
     # a share of the rest (the workloads here peak near 1 GB).
     env = {**os.environ, "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.15"}
@@ -200,7 +201,9 @@ def main(argv=None) -> dict:
     p.add_argument("--methods", default=None,
                    help="default: all registered but the opt-in ones (jaxgraph_spe1)")
     p.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
-    p.add_argument("--epochs", type=int, default=2, help="first epoch + steady ones (>= 2)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="first epoch + steady ones (>= 2; default: the workload's, 10 for mlp, "
+                        "whose epochs are milliseconds long, else 2)")
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed rounds of every method before the repeats (default 1, 0 with "
                         "--quick; see "
@@ -224,7 +227,7 @@ def main(argv=None) -> dict:
     if args.compilation_cache:
         jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    assert args.epochs >= 2, "need at least one steady-state epoch after the first"
+    assert args.epochs is None or args.epochs >= 2, "need a steady epoch after the first"
     repeats = args.repeats or (1 if args.quick else 3)
     if args.warmup is None:
         args.warmup = 0 if args.quick else 1
@@ -235,14 +238,14 @@ def main(argv=None) -> dict:
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} cpus; "
           f"methods {methods}, {repeats} repeats")
 
-    runs, summaries, step_flop_counts, failed = [], {}, {}, []
+    runs, summaries, step_flop_counts, failed, epochs_of = [], {}, {}, [], {}
 
     def save():  # after every workload, so a run cut short keeps what it measured
         if not args.out:
             return
         meta = {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                 "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-                "quick": args.quick, "epochs": args.epochs, "repeats": repeats,
+                "quick": args.quick, "epochs": epochs_of, "repeats": repeats,
                 "warmup": args.warmup,
                 "compilation_cache": args.compilation_cache, "flops_per_step": step_flop_counts,
                 "samples": {r["workload"]: r["samples"] for r in runs}, "failed": failed}
@@ -255,6 +258,7 @@ def main(argv=None) -> dict:
         if args.samples:
             w = replace(w, samples=args.samples)
         x, y = w.data()
+        epochs = epochs_of[wname] = args.epochs or w.epochs
         flops = step_flop_counts[wname] = None if args.no_flops else step_flops(w, x, y)
         skipped = [m for m in methods if f"{wname}:{m}" in args.skip.split(",")]
         done, slow = [], set(skipped)
@@ -263,7 +267,7 @@ def main(argv=None) -> dict:
                 if m in slow:
                     continue
                 try:
-                    METHODS[m](w, x, y, args.epochs)
+                    METHODS[m](w, x, y, epochs)
                 except Exception:  # the timed repeats report it
                     traceback.print_exc()
             print(f"  {wname:<12} warm-up round {r} done (not measured)", flush=True)
@@ -273,7 +277,7 @@ def main(argv=None) -> dict:
                 if m in slow:
                     continue
                 try:
-                    done.append(measure(m, w, x, y, args.epochs, flops))
+                    done.append(measure(m, w, x, y, epochs, flops))
                 except Exception:  # one broken column must not lose the others' figures
                     traceback.print_exc()
                     failed.append(f"{wname}:{m}")
@@ -289,8 +293,8 @@ def main(argv=None) -> dict:
             if args.fresh_first_epoch:
                 for m in summaries[wname]:
                     summaries[wname][m]["fresh_first_epoch_s"] = fresh_first_epoch(
-                        wname, m, args, w.samples)
-            print_table(w, len(x), args.epochs, summaries[wname], flops)
+                        wname, m, args, w.samples, epochs)
+            print_table(w, len(x), epochs, summaries[wname], flops)
         if skipped:
             print(f"skipped (--skip): {', '.join(skipped)}")
         save()

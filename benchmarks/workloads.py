@@ -45,6 +45,9 @@ class Workload:
     # too short to time a steady epoch. None: the CPU size.
     accel_samples: int | None = None
     policy: str = "float32"  # dtype policy: "mixed_bfloat16" = bf16 compute, float32 variables
+    # Epochs of a default run: the first (compile included) and steady ones. Enough that
+    # the steady ones last well over a scheduler hiccup: one MLP epoch is ~10 ms on CPU.
+    epochs: int = 2
 
     def data(self, seed: int = 0):
         return self.make_data(self.samples, seed)
@@ -293,7 +296,7 @@ WORKLOADS = {
     w.name: w
     for w in [
         Workload("mlp", 128, 16384, (1024, 128), "rmsprop", "categorical_crossentropy",
-                 _mlp_data, MLP, _mlp_keras, accel_samples=262144),
+                 _mlp_data, MLP, _mlp_keras, accel_samples=262144, epochs=10),
         Workload("convnet", 64, 2048, (128, 64), "rmsprop", "categorical_crossentropy",
                  _convnet_data, ConvNet, _convnet_keras, accel_samples=32768),
         Workload("multi_output", 64, 128, (32, 32), "rmsprop",
