@@ -387,3 +387,20 @@ def test_verbose_1_without_a_terminal_keeps_one_dispatch(monkeypatch):
         model.evaluate(x, y, batch_size=8, verbose=1)
     assert program.calls == 1
     assert buf.getvalue().startswith("100/100 ━")
+
+
+@pytest.mark.parametrize("value", [0.5, 2.0, 1e-4, 0.0, -0.5, -1e-5, float("nan"), float("inf")])
+def test_verbose2_and_bar_values_format_like_keras_progbar(value, capsys):
+    # Keras's verbose=2 line writes 4 decimals only above 1e-3 (zero and negatives in
+    # scientific notation); its bar (verbose=1) compares the magnitude instead.
+    keras = pytest.importorskip("keras")
+    from jaxgraph.callbacks.progbar import _bar_value, summary_line
+
+    for verbose in (2, 1):
+        capsys.readouterr()
+        bar = keras.utils.Progbar(target=1, verbose=verbose)
+        bar.update(1, values=[("loss", value)], finalize=True)
+        theirs = capsys.readouterr().out.strip().rsplit("loss: ", 1)[1].split()[0]
+        ours = (summary_line(1, 0.0, {"loss": value}).rsplit("loss: ", 1)[1] if verbose == 2
+                else _bar_value(value))
+        assert ours == theirs, (verbose, value)

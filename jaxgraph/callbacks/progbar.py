@@ -12,7 +12,6 @@ per epoch in `fit`, once for `evaluate` and `predict`, in Keras's format.
 
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import time
@@ -38,18 +37,17 @@ def _interactive() -> bool:
 
 
 def format_value(value) -> str:
-    """Keras's style: 4 decimals, scientific notation for tiny non-zero numbers."""
+    """Keras's verbose=2 rule: 4 decimals above 1e-3, else scientific (zero and
+    negative values included, as Keras's line prints them)."""
     if isinstance(value, str):
         return value
     value = float(value)
-    if value != 0 and math.isfinite(value) and abs(value) < 1e-3:
-        return f"{value:.4e}"
-    return f"{value:.4f}"
+    return f"{value:.4f}" if value > 1e-3 else f"{value:.4e}"
 
 
-def format_logs(logs, keys=None) -> str:
+def format_logs(logs, keys=None, fmt=format_value) -> str:
     keys = list(logs.keys()) if keys is None else keys
-    return " - ".join(f"{k}: {format_value(logs[k])}" for k in keys if k in logs)
+    return " - ".join(f"{k}: {fmt(logs[k])}" for k in keys if k in logs)
 
 
 def _per_step(seconds: float) -> str:
@@ -154,7 +152,7 @@ class ProgbarLogger(Callback):
         now = time.perf_counter()
         if logs and now - self._last_read >= self.refresh_interval:
             self._last_read = now
-            self._bar.set_postfix_str(format_logs(logs), refresh=False)
+            self._bar.set_postfix_str(format_logs(logs, fmt=_bar_value), refresh=False)
 
     def _finish(self, logs, steps) -> float:
         """Close the bar with the final values, or print the one-line summary."""
@@ -162,7 +160,7 @@ class ProgbarLogger(Callback):
         if self._bar is not None:
             if steps is not None and self._bar.n < steps:
                 self._bar.update(steps - self._bar.n)
-            self._bar.set_postfix_str(format_logs(logs or {}), refresh=False)
+            self._bar.set_postfix_str(format_logs(logs or {}, fmt=_bar_value), refresh=False)
             self._bar.ncols = None  # the final line shows every metric, untrimmed
             self._close()
         return elapsed

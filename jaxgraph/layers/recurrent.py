@@ -458,6 +458,13 @@ class _RNN(Layer):
         _clamp_rate(dropout, "dropout", owner)
         _clamp_rate(recurrent_dropout, "recurrent_dropout", owner)
 
+    def _set_use_cudnn(self, use_cudnn):
+        """Checked and kept for the config, as Keras does; XLA picks the kernels here."""
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"{type(self).__name__} {self.name!r}: use_cudnn must be 'auto', "
+                             f"True or False, got {use_cudnn!r}")
+        self.use_cudnn = use_cudnn
+
     # ------------------------------------------------------------------ weights
 
     def build(self, input_shape):
@@ -654,10 +661,7 @@ class GRU(_RNN):
             seed=seed, dtype=self.dtype_policy, trainable=self.trainable, name="gru_cell")
         self._configure(cell, return_sequences, return_state, go_backwards, stateful, unroll,
                         zero_output_for_mask)
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(f"GRU {self.name!r}: use_cudnn must be 'auto', True or False, "
-                             f"got {use_cudnn!r}")
-        self.use_cudnn = use_cudnn
+        self._set_use_cudnn(use_cudnn)
         self.implementation = 1 if self.recurrent_dropout else int(implementation)
 
 
@@ -686,10 +690,7 @@ class LSTM(_RNN):
             trainable=self.trainable, name="lstm_cell")
         self._configure(cell, return_sequences, return_state, go_backwards, stateful, unroll,
                         zero_output_for_mask)
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(f"LSTM {self.name!r}: use_cudnn must be 'auto', True or False, "
-                             f"got {use_cudnn!r}")
-        self.use_cudnn = use_cudnn
+        self._set_use_cudnn(use_cudnn)
         self.implementation = 1 if self.recurrent_dropout else int(implementation)
 
 
