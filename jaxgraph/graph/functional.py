@@ -724,9 +724,7 @@ class Functional(Layer):
         if registry is not None:
             flat = self._output_struct.unpack(outputs, self.output_names, "outputs")
             for out, m in zip(flat, out_masks):
-                if m is not None and hasattr(out, "shape") and \
-                        base.carried_mask(registry, out) is None:
-                    registry[id(out)] = (out, m)
+                base.carry_mask(registry, out, m)
         return outputs
 
     def _training_left(self, value):

@@ -206,6 +206,12 @@ def carried_masks(pairs=()):
             _implicit_masks.current = None
 
 
+def carry_mask(registry, value, mask) -> None:
+    """Put `mask` on `value` unless it already carries one (Keras keeps the first)."""
+    if mask is not None and hasattr(value, "shape") and carried_mask(registry, value) is None:
+        registry[id(value)] = (value, mask)
+
+
 def carried_mask(registry, value):
     """The mask riding on `value` (a tensor or a structure of them), or None."""
     def one(v):
@@ -1208,8 +1214,7 @@ class Layer:
             return
         flat_masks = jax.tree_util.tree_leaves(masks, is_leaf=lambda x: x is None)
         for out, m in zip(flat, flat_masks):
-            if m is not None and carried_mask(registry, out) is None:
-                registry[id(out)] = (out, m)
+            carry_mask(registry, out, m)
 
     def compute_output_spec(self, *args, **kwargs):
         """Output symbolic tensors for symbolic inputs (shape and dtype only)."""

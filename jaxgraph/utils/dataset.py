@@ -122,6 +122,30 @@ def split_subsets(paths, labels, validation_split, subset, verbose, no_files_err
     return out
 
 
+def directory_datasets(directory, *, labels, label_mode, class_names, shuffle, seed,
+                       validation_split, subset, follow_links, verbose, formats, no_files,
+                       make):
+    """What `*_dataset_from_directory` does after checking its own arguments: Keras's
+    split checks, the seed, the index, then `make(paths, labels, class_names, shuffle,
+    seed)` per subset (a pair for `subset='both'`, whose validation half, as in Keras,
+    is never shuffled)."""
+    check_validation_split_arg(validation_split, subset, shuffle, seed)
+    if seed is None:
+        from ..random import next_seed
+
+        seed = next_seed()
+    paths, label_array, names = index_directory(
+        directory, labels, class_names=class_names, shuffle=shuffle, seed=seed,
+        follow_links=follow_links, verbose=verbose, formats=formats)
+    if label_mode == "binary" and len(names) != 2:
+        raise ValueError('When passing `label_mode="binary"`, there must be exactly 2 '
+                         f"class_names. Received: class_names={names}")
+    datasets = [make(p, lab, names, shuffle and not (subset == "both" and i == 1), seed)
+                for i, (_, p, lab) in enumerate(split_subsets(
+                    paths, label_array, validation_split, subset, verbose, no_files))]
+    return tuple(datasets) if subset == "both" else datasets[0]
+
+
 def encode_labels(labels, label_mode, num_classes) -> np.ndarray:
     """Integer labels in Keras's encoding: int32, float32 `(n, 1)` or float32 one-hot.
 
@@ -240,4 +264,4 @@ class FileDataset(BatchDataset):
 
 
 __all__ = ["BatchDataset", "FileDataset", "MappedDataset", "check_validation_split_arg",
-           "encode_labels", "epoch_order", "index_directory", "split_subsets"]
+           "directory_datasets", "encode_labels", "epoch_order", "index_directory", "split_subsets"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..preprocessing.image import img_to_array, load_img, resize, smart_resize
-from .dataset import FileDataset, check_validation_split_arg, index_directory, split_subsets
+from .dataset import FileDataset, directory_datasets
 
 ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 _CHANNELS = {"rgb": 3, "rgba": 4, "grayscale": 1}
@@ -111,29 +111,17 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         raise ValueError("Only one of crop_to_aspect_ratio and pad_to_aspect_ratio can be True")
     if data_format not in (None, "channels_last", "channels_first"):
         raise ValueError(f"Invalid data_format {data_format!r}")
-    check_validation_split_arg(validation_split, subset, shuffle, seed)
-    if seed is None:
-        from ..random import next_seed
-
-        seed = next_seed()
-    paths, label_array, names = index_directory(
-        directory, labels, class_names=class_names, shuffle=shuffle, seed=seed,
-        follow_links=follow_links, verbose=verbose, formats=ALLOWLIST_FORMATS)
-    if label_mode == "binary" and len(names) != 2:
-        raise ValueError('When passing `label_mode="binary"`, there must be exactly 2 '
-                         f"class_names. Received: class_names={names}")
-
     def no_files(name):
         return (f"No {'' if name is None else name + ' '}images found in directory "
                 f"{directory}. Allowed formats: {ALLOWLIST_FORMATS}")
 
-    # As in Keras, the validation half of subset='both' is never shuffled.
-    datasets = [ImageDataset(p, lab, label_mode, names, batch_size, image_size, color_mode,
-                             interpolation, shuffle and not (subset == "both" and i == 1),
-                             seed, crop_to_aspect_ratio, pad_to_aspect_ratio, data_format)
-                for i, (_, p, lab) in enumerate(split_subsets(
-                    paths, label_array, validation_split, subset, verbose, no_files))]
-    return tuple(datasets) if subset == "both" else datasets[0]
-
+    return directory_datasets(
+        directory, labels=labels, label_mode=label_mode, class_names=class_names,
+        shuffle=shuffle, seed=seed, validation_split=validation_split, subset=subset,
+        follow_links=follow_links, verbose=verbose, formats=ALLOWLIST_FORMATS,
+        no_files=no_files,
+        make=lambda p, lab, names, shuffle_it, seed_: ImageDataset(
+            p, lab, label_mode, names, batch_size, image_size, color_mode, interpolation,
+            shuffle_it, seed_, crop_to_aspect_ratio, pad_to_aspect_ratio, data_format))
 
 __all__ = ["ImageDataset", "image_dataset_from_directory"]

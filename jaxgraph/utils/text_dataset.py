@@ -19,7 +19,7 @@ import codecs
 
 import numpy as np
 
-from .dataset import FileDataset, check_validation_split_arg, index_directory, split_subsets
+from .dataset import FileDataset, directory_datasets
 
 TEXT_FORMATS = (".txt",)
 
@@ -89,28 +89,15 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int",
         if class_names is not None:
             raise ValueError("When `labels=None` (no labels), argument `class_names` cannot "
                              "be specified.")
-    check_validation_split_arg(validation_split, subset, shuffle, seed)
-    if seed is None:
-        from ..random import next_seed
-
-        seed = next_seed()
-    paths, label_array, names = index_directory(
-        directory, labels, class_names=class_names, shuffle=shuffle, seed=seed,
-        follow_links=follow_links, verbose=verbose, formats=TEXT_FORMATS)
-    if label_mode == "binary" and len(names) != 2:
-        raise ValueError('When passing `label_mode="binary"`, there must be exactly 2 '
-                         f"class_names. Received: class_names={names}")
-
     def no_files(name):
         which = f"{name} " if subset == "both" else ""
         return f"No {which}text files found in directory {directory}. Allowed format: .txt"
 
-    # As in Keras, the validation half of subset='both' is never shuffled.
-    datasets = [TextDataset(p, lab, label_mode, names, batch_size, max_length,
-                            shuffle and not (subset == "both" and i == 1), seed)
-                for i, (_, p, lab) in enumerate(split_subsets(
-                    paths, label_array, validation_split, subset, verbose, no_files))]
-    return tuple(datasets) if subset == "both" else datasets[0]
-
+    return directory_datasets(
+        directory, labels=labels, label_mode=label_mode, class_names=class_names,
+        shuffle=shuffle, seed=seed, validation_split=validation_split, subset=subset,
+        follow_links=follow_links, verbose=verbose, formats=TEXT_FORMATS, no_files=no_files,
+        make=lambda p, lab, names, shuffle_it, seed_: TextDataset(
+            p, lab, label_mode, names, batch_size, max_length, shuffle_it, seed_))
 
 __all__ = ["TextDataset", "text_dataset_from_directory"]

@@ -105,20 +105,12 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
                              f"{len(data)}")
         if end_index <= 0:
             raise ValueError(f"`end_index` must be higher than 0. Received: end_index={end_index}")
-    if sampling_rate <= 0:
-        raise ValueError("`sampling_rate` must be higher than 0. Received: "
-                         f"sampling_rate={sampling_rate}")
-    if sampling_rate >= len(data):
-        raise ValueError("`sampling_rate` must be lower than the length of the data. "
-                         f"Received: sampling_rate={sampling_rate}, for data of length "
-                         f"{len(data)}")
-    if sequence_stride <= 0:
-        raise ValueError("`sequence_stride` must be higher than 0. Received: "
-                         f"sequence_stride={sequence_stride}")
-    if sequence_stride >= len(data):
-        raise ValueError("`sequence_stride` must be lower than the length of the data. "
-                         f"Received: sequence_stride={sequence_stride}, for data of length "
-                         f"{len(data)}")
+    for name, value in (("sampling_rate", sampling_rate), ("sequence_stride", sequence_stride)):
+        if value <= 0:
+            raise ValueError(f"`{name}` must be higher than 0. Received: {name}={value}")
+        if value >= len(data):
+            raise ValueError(f"`{name}` must be lower than the length of the data. "
+                             f"Received: {name}={value}, for data of length {len(data)}")
     data = _as_array(data)
     targets = None if targets is None else _as_array(targets)
     start = 0 if start_index is None else int(start_index)
