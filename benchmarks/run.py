@@ -203,7 +203,8 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
     p.add_argument("--epochs", type=int, default=None,
                    help="first epoch + steady ones (>= 2; default: the workload's, 10 for mlp, "
-                        "whose epochs are milliseconds long, else 2)")
+                        "whose epochs are milliseconds long, 4 for convnet and resnet, "
+                        "2 for multi_output)")
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed rounds of every method before the repeats (default 1, 0 with "
                         "--quick; see "

@@ -46,7 +46,8 @@ class Workload:
     accel_samples: int | None = None
     policy: str = "float32"  # dtype policy: "mixed_bfloat16" = bf16 compute, float32 variables
     # Epochs of a default run: the first (compile included) and steady ones. Enough that
-    # the steady ones last well over a scheduler hiccup: one MLP epoch is ~10 ms on CPU.
+    # the steady ones last well over a scheduler hiccup (one MLP epoch is ~10 ms on CPU)
+    # and are more than one sample (a CPU resnet epoch is one step).
     epochs: int = 2
 
     def data(self, seed: int = 0):
@@ -290,7 +291,7 @@ def _resnet_data(n, seed):
 
 
 _RESNET = Workload("resnet", 256, 256, (32, 32), "adam", "sparse_categorical_crossentropy",
-                   _resnet_data, ResNet, _resnet_keras, accel_samples=32768)
+                   _resnet_data, ResNet, _resnet_keras, accel_samples=32768, epochs=4)
 
 WORKLOADS = {
     w.name: w
@@ -298,7 +299,7 @@ WORKLOADS = {
         Workload("mlp", 128, 16384, (1024, 128), "rmsprop", "categorical_crossentropy",
                  _mlp_data, MLP, _mlp_keras, accel_samples=262144, epochs=10),
         Workload("convnet", 64, 2048, (128, 64), "rmsprop", "categorical_crossentropy",
-                 _convnet_data, ConvNet, _convnet_keras, accel_samples=32768),
+                 _convnet_data, ConvNet, _convnet_keras, accel_samples=32768, epochs=4),
         Workload("multi_output", 64, 128, (32, 32), "rmsprop",
                  {"age": "mse", "income": "categorical_crossentropy",
                   "gender": "binary_crossentropy"},

@@ -106,7 +106,9 @@ def _current_learning_rate(model) -> float | None:
 
 
 def _copy_tree(tree):
-    return jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree)
+    """Fresh buffers, copied by the runtime. `jnp.array(a, copy=True)` compiles one copy
+    program per leaf shape: on CPU about 10 ms and 1 MB of resident memory each."""
+    return jax.device_put(tree, may_alias=False)
 
 
 def unique_buffers(tree):
@@ -118,7 +120,7 @@ def unique_buffers(tree):
         if not isinstance(x, jax.Array):
             return x
         if id(x) in seen:
-            return jnp.array(x, copy=True)
+            return jax.device_put(x, may_alias=False)
         seen.add(id(x))
         return x
 
