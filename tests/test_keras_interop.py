@@ -271,6 +271,16 @@ def test_load_keras_weights_from_keras_archive_and_nested_models(reference):
     _assert_same(_jg_predict(jm, ref.x), ref.outputs)
 
 
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_load_model_rebuilds_a_keras_archive(arch, reference):
+    """`load_model` of a Keras `.keras` file: architecture from its config, weights by name."""
+    ref = reference(arch)
+    jm = jaxgraph.models.load_model(reference.archive(arch), compile=False)
+    assert isinstance(jm, jaxgraph.Sequential) == isinstance(ref.model, keras.Sequential)
+    assert [w.shape for w in jm.weights] == [tuple(w.shape) for w in ref.model.weights]
+    _assert_same(_jg_predict(jm, ref.x), ref.outputs)
+
+
 @pytest.mark.parametrize("arch", ["recurrent", "video"])
 def test_load_keras_weights_recurrent_wrappers(arch, reference):
     ref = reference(arch)

@@ -250,13 +250,21 @@ def test_evaluate_and_predict_print_like_keras(verbose, capsys):
     np.testing.assert_allclose(j_values, k_values, atol=2e-4)
 
 
-def test_bar_line_formats_numbers_and_times_like_keras_progbar():
-    from jaxgraph.callbacks.progbar import bar_line
+def test_last_frame_formats_numbers_and_times_like_keras_progbar(monkeypatch):
+    from jaxgraph.callbacks import progbar
 
-    line = bar_line(7, 2.4, {"loss": 0.0, "tiny": 5e-4, "neg": -0.25, "big": 12.5})
-    assert line == ("7/7 ━━━━━━━━━━━━━━━━━━━━ 2s 343ms/step - loss: 0.0000e+00 - tiny: "
-                    "5.0000e-04 - neg: -0.2500 - big: 12.5000")
-    assert bar_line(2, 3.0, None) == "2/2 ━━━━━━━━━━━━━━━━━━━━ 3s 2s/step"
+    def last_frame(steps, seconds, logs):
+        clock = iter([100.0, 100.0 + seconds])  # the bar's start, then its last update
+        monkeypatch.setattr(progbar, "time", type("Clock", (), {"time": lambda: next(clock)}))
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            progbar.Progbar(steps).update(steps, logs, finalize=True)
+        return _ANSI.sub("", buf.getvalue())
+
+    line = last_frame(7, 2.4, {"loss": 0.0, "tiny": 5e-4, "neg": -0.25, "big": 12.5})
+    assert line == ("\r7/7 ━━━━━━━━━━━━━━━━━━━━ 2s 343ms/step - loss: 0.0000e+00 - tiny: "
+                    "5.0000e-04 - neg: -0.2500 - big: 12.5000\n")
+    assert last_frame(2, 3.0, None) == "\r2/2 ━━━━━━━━━━━━━━━━━━━━ 3s 2s/step\n"
 
 
 def test_validation_inside_fit_prints_nothing_of_its_own(capsys):
@@ -264,8 +272,10 @@ def test_validation_inside_fit_prints_nothing_of_its_own(capsys):
     x, y = _data()
     model.fit(x, y, batch_size=8, epochs=2, verbose=1, validation_data=(x, y))
     out = capsys.readouterr().out
-    assert out.count("Epoch ") == 2 and "━" not in out
-    assert len(out.strip().splitlines()) == 4  # a title and a summary per epoch
+    # Per epoch a title and the bar's last frame (Keras's redraw in place, off a terminal
+    # too); no bar of the validation's own.
+    assert out.count("Epoch ") == 2 and out.count("━" * 20) == 2 and out.count("\r") == 2
+    assert out.count("\n") == 4
 
 
 def test_validation_under_a_live_fit_bar_is_silent_and_one_dispatch(monkeypatch):
@@ -282,7 +292,9 @@ def test_validation_under_a_live_fit_bar_is_silent_and_one_dispatch(monkeypatch)
         model.fit(x, y, batch_size=8, epochs=2, verbose=1, validation_data=(x, y))
     assert program.calls == 2
     out = term.getvalue()
-    assert "Epoch 2/2" in out and "val_loss: " in out and "━" not in out
+    assert "Epoch 2/2" in out and "val_loss: " in out
+    bars = [line for line in out.split("\n") if "\r" in line]
+    assert len(bars) == 2 and out.count("\n") == 4  # fit's bars, one line per epoch
 
 
 # ---------------------------------------------------------------------------- live bar
@@ -386,7 +398,8 @@ def test_verbose_1_without_a_terminal_keeps_one_dispatch(monkeypatch):
     with contextlib.redirect_stdout(buf):
         model.evaluate(x, y, batch_size=8, verbose=1)
     assert program.calls == 1
-    assert buf.getvalue().startswith("100/100 ━")
+    assert buf.getvalue().count("\r") == 1  # Keras's last frame only
+    assert _screen(buf.getvalue()).startswith("100/100 ━")
 
 
 @pytest.mark.parametrize("value", [0.5, 2.0, 1e-4, 0.0, -0.5, -1e-5, float("nan"), float("inf")])
@@ -394,13 +407,12 @@ def test_verbose2_and_bar_values_format_like_keras_progbar(value, capsys):
     # Keras's verbose=2 line writes 4 decimals only above 1e-3 (zero and negatives in
     # scientific notation); its bar (verbose=1) compares the magnitude instead.
     keras = pytest.importorskip("keras")
-    from jaxgraph.callbacks.progbar import _bar_value, summary_line
+    from jaxgraph.callbacks.progbar import _bar_value, format_value
 
     for verbose in (2, 1):
         capsys.readouterr()
         bar = keras.utils.Progbar(target=1, verbose=verbose)
         bar.update(1, values=[("loss", value)], finalize=True)
         theirs = capsys.readouterr().out.strip().rsplit("loss: ", 1)[1].split()[0]
-        ours = (summary_line(1, 0.0, {"loss": value}).rsplit("loss: ", 1)[1] if verbose == 2
-                else _bar_value(value))
+        ours = format_value(value) if verbose == 2 else _bar_value(value)
         assert ours == theirs, (verbose, value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 
+from ..layers.ops import OpNode
 from ..layers.serialization import deserialize_layer, serialize_layer, serialize_value
 from .tensor import is_symbolic
 
@@ -84,7 +85,8 @@ def _node_lists(model):
 def functional_config(model, keras: bool = False) -> dict:
     """The graph's config; `keras=True` writes Keras 3's layout (tensor references as
     `__keras_tensor__` with shape and dtype, `input_layers` / `output_layers` as bare
-    references, layer records with Keras's modules) for `to_json`."""
+    references, layer records with Keras's modules, op nodes as Keras's Operation
+    records) for `to_json`."""
     calls = _node_lists(model)
     where = {}
     for nodes in calls.values():
@@ -105,14 +107,22 @@ def functional_config(model, keras: bool = False) -> dict:
 
     layers = []
     for layer in model.layers:
+        # Op nodes (`ops.mean(x)`, `x + y`, `x[0]`) in Keras's layout: Keras's Operation
+        # record (constant arguments in its config) and Keras's call arguments.
+        operation = keras and isinstance(layer, OpNode) and layer.keras_compatible()
         inbound = []
         for node in calls.get(id(layer), []):
             if node.is_input:
                 continue
             args, kwargs = node.call_args(ref)
+            if operation:
+                args, kwargs = layer.keras_call_args(args[0])
             inbound.append({"args": serialize_value(list(args)),
                             "kwargs": serialize_value(kwargs)})
-        entry = keras_layer_record(layer) if keras else layer_record(layer)
+        if operation:
+            entry = layer.keras_record()
+        else:
+            entry = keras_layer_record(layer) if keras else layer_record(layer)
         entry["name"] = layer.name
         entry["inbound_nodes"] = inbound
         layers.append(entry)

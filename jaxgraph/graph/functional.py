@@ -7,6 +7,7 @@ Evaluation lives in `jaxgraph.lowering`; this module only describes.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import jax
@@ -87,6 +88,13 @@ def _specs_for_shapes(input_shape):
             isinstance(input_shape[0], (list, tuple)):
         return [one(v) for v in input_shape]
     return one(input_shape)
+
+
+def _takes_training(fn) -> bool:
+    try:
+        return "training" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_array_like_row(value) -> bool:
@@ -230,13 +238,21 @@ def _keras_output_masks(layer, cls, firsts, in_masks, base, n_out):
 
 def layer_order(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> list:
     """The graph's layers in Keras's order, so weight lists line up with Keras models.
+    See `keras_orders`."""
+    return keras_orders(inputs, outputs)[0]
+
+
+def keras_orders(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> tuple:
+    """(layers, nodes): the graph's layers in Keras's order, and its nodes in the order
+    Keras's `Functional.call` runs them.
 
     Keras sorts layers by depth (the longest path from a layer's calls to an output,
     deepest first; a shared layer takes its deepest call, which also deepens its
     producers) and breaks ties by when a depth-first walk from the outputs first
     meets the layer. The walk also passes through the ops that compute masks a layer
     receives as its `mask` argument (see `_MaskOp`), as Keras's does.
-    `model.get_weights()` follows this order.
+    `model.get_weights()` follows this order. Nodes take the depth of their layer's
+    deepest call too, as in Keras's `map_graph`.
     """
     input_ids = {id(t) for t in inputs}
     try:
@@ -275,15 +291,18 @@ def layer_order(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> 
                 by_id[id(item.layer)] = item.layer
             stack.append((ref, True))
             stack.extend((p, False) for p in reversed(parents(item, ref)))
-    node_depth: dict[int, int] = {}
+    node_depth: dict[int, int] = {}  # in Keras's insertion order (see below)
     layer_depth: dict[int, int] = {}
+    nodes = []
     for item in reversed(post_order):
-        depth = node_depth.get(id(item), 0)
+        depth = node_depth.setdefault(id(item), 0)
         if not isinstance(item, _MaskOp):
             depth = max(depth, layer_depth.get(id(item.layer), 0))
             layer_depth[id(item.layer)] = depth
+            node_depth[id(item)] = depth
             if item.is_input:
                 continue
+            nodes.append(item)
             refs = list(item.input_tensors) + mask_parents.get(id(item), [])
         else:
             refs = item.parents
@@ -298,7 +317,12 @@ def layer_order(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> 
             layer_depth[id(layer)] = 0
             first_seen[id(layer)] = -1
     order = sorted(layer_depth, key=lambda i: (-layer_depth[i], first_seen[i]))
-    return [by_id[i] for i in order]
+    # Keras runs the nodes deepest first and, within a depth, in the order its depth
+    # dict first met them: what a layer leaves in the call context reaches the layers
+    # that run after it in that order (a branch's RandomFlip before a sibling's reader).
+    met = {key: i for i, key in enumerate(node_depth)}
+    nodes.sort(key=lambda n: (-node_depth[id(n)], met[id(n)]))
+    return [by_id[i] for i in order], nodes
 
 
 class Functional(Layer):
@@ -336,7 +360,7 @@ class Functional(Layer):
                 raise ValueError(f"Input {t.name!r} appears twice in Model(inputs=...)")
             seen_inputs.add(id(t))
         nodes = topological_nodes(in_struct.flat, out_struct.flat)
-        layers = layer_order(in_struct.flat, out_struct.flat)
+        layers, run_order = keras_orders(in_struct.flat, out_struct.flat)
         names: dict[str, Layer] = {}
         for layer in layers:
             other = names.get(layer.name)
@@ -350,6 +374,7 @@ class Functional(Layer):
         self._input_struct = in_struct
         self._output_struct = out_struct
         self._nodes_in_order = nodes
+        self._run_order = run_order
         self._layers = layers
         self._output_names = _output_names(out_struct)
         _check_wrapped_weights(self)
@@ -461,19 +486,20 @@ class Functional(Layer):
         return any(layer.needs_rng() for layer in self.layers)
 
     def _eager_call_draws(self, training) -> bool:
-        """Whether `model(x, training=training)` on arrays draws randomness (it then takes
-        a key from the global stream, as a layer's eager call does)."""
-        if training:
-            return self.needs_rng()
-        if self.inference_needs_rng():
-            return True
-        if training is None:
-            # A Keras-style layer's default may be None: the layers it holds then use
-            # their own, and an augmentation layer among them draws.
-            return any(layer._eager_call_draws(None) if isinstance(layer, Functional)
-                       else layer._default_training() is not False and layer.needs_rng()
-                       for layer in self.layers)
-        return False
+        """Whether `model(x, training=training)` on arrays may draw randomness (it then
+        takes a key from the global stream, as a layer's eager call does). Without
+        `training=`, any random layer may draw once a value carried through the call
+        context reaches it (see `lowering.executor`)."""
+        if training is False:
+            return self.inference_needs_rng()
+        return self.needs_rng()
+
+    def _default_training(self):
+        """Keras's `Functional.call(training=None)`: a graph model leaves the value to its
+        layers; a Keras-style subclass has its own `call`'s default."""
+        if self._keras_style_call() is None:
+            return None
+        return super()._default_training()
 
     def inference_needs_rng(self) -> bool:
         """Whether the model draws randomness even with training=False: a random layer
@@ -585,7 +611,12 @@ class Functional(Layer):
             inputs = [make(v) for v in sample]
         else:
             inputs = make(sample)
-        outputs = self._keras_style_call()(self, inputs)
+        call = self._keras_style_call()
+        # `call(x, training=False)` passing `training` on to its layers: traced with the
+        # default, those nodes would keep False under fit. Traced with None, they follow
+        # the value the model runs with (fit's True, predict's False, a direct call's).
+        extra = {"training": None} if _takes_training(call) else {}
+        outputs = call(self, inputs, **extra)
         if isinstance(outputs, tuple):
             outputs = list(outputs)
         leaves = outputs.values() if isinstance(outputs, dict) else (
@@ -639,8 +670,12 @@ class Functional(Layer):
 
         return init_variables(self, rng)
 
-    def apply(self, variables, inputs, training: bool = False, rng=None):
-        """`(outputs, new_state)`: a pure function, safe under jit/grad/vmap/scan."""
+    def apply(self, variables, inputs, training: bool | None = False, rng=None):
+        """`(outputs, new_state)`: a pure function, safe under jit/grad/vmap/scan.
+
+        `training=None` runs as Keras's `model(x)`: each layer resolves its value and
+        leaves it to the layers after it (a RandomFlip's True reaches a BatchNormalization
+        or an inner model); a layer that then draws needs `rng`, or the call says which."""
         from ..lowering import apply_model
 
         return apply_model(self, variables, inputs, training=training, rng=rng)
@@ -669,79 +704,64 @@ class Functional(Layer):
         if context is not None:  # inside a Keras-style layer's `call`
             return self._call_in_context(args, kwargs, context)
 
-        # As in Keras, a call that does not say `training=` leaves each layer to its own
-        # default (augmentation layers augment, Dropout and BatchNormalization infer).
-        training = kwargs.pop("training", None)
-        rng = kwargs.pop("rng", None)
+        # As in Keras, a call that does not say `training=` gives the model its `call`'s
+        # default: None for a graph, whose layers then resolve theirs in turn and carry
+        # them through the call context (lowering.executor).
+        training = kwargs.pop("training") if "training" in kwargs else self._default_training()
+        rng = jg_random.as_key(kwargs.pop("rng", None))
         if kwargs:
             raise TypeError(f"Model {self.name!r} got unexpected call arguments {sorted(kwargs)}")
-        if rng is None and self._eager_call_draws(training):
+        draw_key = None
+        if rng is None and training is None:
+            draw_key = jg_random.next_key  # one key, taken only if a layer draws
+        elif rng is None and self._eager_call_draws(training):
             rng = jg_random.next_key()
-        outputs, state = apply_model(self, self.variables, args[0], training=training, rng=rng)
-        if training:
-            self.variables = {"params": self.variables["params"], "state": state}
+        variables = self.variables
+        outputs, state = apply_model(self, variables, args[0], training=training, rng=rng,
+                                     draw_key=draw_key)
+        if training or (training is None and _state_changed(variables["state"], state)):
+            # A training value carried to a BatchNormalization moves its statistics too.
+            self.variables = {"params": variables["params"], "state": state}
         return outputs
 
     def _call_in_context(self, args, kwargs, context):
         """A model called inside a Keras-style layer's `call` is one of its sublayers
-        there, as in Keras: it takes the caller's training value and a key folded from
-        the caller's (fresh at every traced step, not one baked in at trace time), runs
-        on the masks its inputs carry, and leaves its outputs' masks and the training
-        value its layers resolved for the calls after it. All of this runs when the
-        caller's `call` is traced, never per step."""
+        there, as in Keras: it resolves its training value by Keras's rule (its
+        `training=`, else the caller's value, else its `call`'s default) and writes it to
+        the caller's context, which its own layers then share, so what they resolve is
+        left for the calls after it. It takes a key folded from the caller's (fresh at
+        every traced step, not one baked in at trace time), runs on the masks its inputs
+        carry and leaves its outputs' masks. All of this runs when the caller's `call` is
+        traced, never per step."""
         from .. import random as jg_random
         from ..layers import base
         from ..lowering import run_model
 
         kwargs = dict(kwargs)
-        if "training" in kwargs:
-            training = kwargs.pop("training")
-        elif context.cell[0] is not None:
-            training = context.cell[0]
-        else:  # Keras's Functional.call defaults to None: each layer its own default
-            training = self._default_training() if self._keras_style_call() else None
+        said = "training" in kwargs
+        training = base.resolve_in_context(self, kwargs, context)
         training = None if training is None else bool(training)
         rng = jg_random.as_key(kwargs.pop("rng", None))
         mask = kwargs.pop("mask", None)
         if kwargs:
             raise TypeError(f"Model {self.name!r} got unexpected call arguments {sorted(kwargs)}")
-        if rng is None and self._eager_call_draws(training):
-            rng = context.next_rng()
-            if rng is None:  # the caller got no key (a traced inference call)
-                rng = jg_random.next_key()
         registry = getattr(base._implicit_masks, "current", None)
         if mask is None and registry is not None:
             mask = base.carried_mask(registry, args[0])
         names = self.input_names
         input_masks = None if mask is None else self._input_struct.unpack(mask, names, "inputs")
+        variables = self.variables
         outputs, state, extra, out_masks = run_model(
-            self, self.variables, args[0], training=training, rng=rng, with_masks=True,
-            input_masks=input_masks)
-        context.cell[0] = self._training_left(training)
+            self, variables, args[0], training=training, rng=rng, with_masks=True,
+            input_masks=input_masks, cell=context.cell, draw_key=context.key_source(said))
         self.add_loss(extra)  # the caller's losses: activity regularizers, add_loss
-        if training:
+        if training or (training is None and _state_changed(variables["state"], state)):
             self._keep_state(state)
         if registry is not None:
             flat = self._output_struct.unpack(outputs, self.output_names, "outputs")
             for out, m in zip(flat, out_masks):
                 base.carry_mask(registry, out, m)
         return outputs
-
-    def _training_left(self, value):
-        """The training value Keras's call context holds once this graph has run from
-        `value`: each node resolves its own (its `training=`, else the value so far,
-        else its default) and leaves it for the next, as direct calls of the same
-        layers would."""
-        for node in self._nodes_in_order:
-            layer = node.layer
-            given = node.call_args(lambda t: t)[1].get("training")
-            if isinstance(layer, Functional):
-                value = layer._training_left(value if given is None else given)
-            elif given is not None:
-                value = given
-            elif value is None:
-                value = layer._default_training()
-        return value
 
     def _keep_state(self, state) -> None:
         """New moving statistics go to the layers' caches, where the enclosing call
@@ -788,6 +808,14 @@ class Functional(Layer):
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _state_changed(before, after) -> bool:
+    """Whether a run replaced any state array (the executor copies the containers and
+    swaps in new arrays only where a layer updated its state)."""
+    a = jax.tree_util.tree_leaves(before)
+    b = jax.tree_util.tree_leaves(after)
+    return len(a) != len(b) or any(x is not y for x, y in zip(a, b))
 
 
 def _wrapped_layers(layer):

@@ -275,6 +275,8 @@ class MultiHeadAttention(Layer):
     `(B, heads, T, S)` when `return_attention_scores=True`.
     """
 
+    training_by_default = None  # Keras's `call(training=None)`: follows the call context
+
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_shape=None, attention_axes=None, sliding_window=None,
                  flash_attention=None, kernel_initializer="glorot_uniform",

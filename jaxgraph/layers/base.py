@@ -253,11 +253,13 @@ def _is_tensor_argument(value) -> bool:
 
 
 class _CallContext:
-    """Keras's call context while a Keras-style layer's `call` runs. `cell[0]` is the
-    training value shared by the whole nest of calls: every layer called inside writes
-    the value it resolved there, so a later call that does not say `training=` takes it
-    (Keras's rule, order effects included). `rng` is this call's key; the keys of the
-    layers it calls are folded from it, so they are fresh at every traced step."""
+    """Keras's call context while a Keras-style layer's `call` runs. `cell` is the
+    training value shared by the whole nest of calls (a graph run by the executor
+    shares it too): `cell[0]` the value, `cell[1]` the layer that resolved it. Every
+    layer called inside writes the value it resolved there, so a later call that does
+    not say `training=` takes it (Keras's rule, order effects included). `rng` is this
+    call's key; the keys of the layers it calls are folded from it, so they are fresh
+    at every traced step."""
 
     __slots__ = ("cell", "rng", "count")
 
@@ -272,6 +274,63 @@ class _CallContext:
         key = jax.random.fold_in(self.rng, self.count)
         self.count += 1
         return key
+
+    def key_source(self, said=False):
+        """Where a model called in this context takes a key if one of its layers draws:
+        folded from this call's key; from the global stream when there is none and
+        nothing is being traced (a direct eager call), or when the call said
+        `training=` itself (as a layer's direct call does); else nowhere: a traced
+        program given no key, whose drawing layer then says so."""
+        if self.rng is not None:
+            return self.next_rng
+        return jg_random.next_key if said or not tracing() else None
+
+
+def tracing() -> bool:
+    """Whether a JAX transformation is tracing right now."""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # pragma: no cover - a JAX without it
+        return False
+    return not trace_state_clean()
+
+
+def carry(cell, value, source) -> None:
+    """Write a resolved training value to the call context, as Keras does after
+    resolving it; `source`, the layer that set it, is kept for error messages."""
+    cell[0] = value
+    cell[1] = None if value is None else source
+
+
+def resolve_in_context(layer, kwargs, context):
+    """Keras's rule for a call inside a call context: `training=` given (popped from
+    `kwargs`, None included), else the context's value when not None, else the
+    default of the layer's `call`; the result is written back to the context."""
+    source = layer.name
+    if "training" in kwargs:
+        training = kwargs.pop("training")
+    elif context is not None and context.cell[0] is not None:
+        training, source = context.cell[0], context.cell[1]
+    else:
+        training = layer._default_training()
+    if context is not None:
+        carry(context.cell, training, source)
+    return training
+
+
+@contextlib.contextmanager
+def sharing_cell(cell):
+    """Run a Keras-style layer's `forward` inside `cell`, the call context of the graph
+    that runs it, so the values its inner calls resolve reach the graph's next layers."""
+    caller = getattr(_call_context, "current", None)
+    if caller is not None and caller.cell is cell:
+        yield
+        return
+    _call_context.current = _CallContext(cell, None)
+    try:
+        yield
+    finally:
+        _call_context.current = caller
 
 
 _call_context = threading.local()
@@ -487,8 +546,13 @@ class Layer:
     #: `call` then receives it as the keyword argument of that name (lowering's OVERRIDES).
     traced_attributes: tuple[str, ...] = ()
     # What a call that does not say `training=` means (Keras: the default of the layer's
-    # `call`). Augmentation layers augment when called directly, as in Keras.
-    training_by_default = False
+    # `call`). Augmentation layers augment when called directly, as in Keras. None: the
+    # layer takes the value the calls before it left in the call context, and infers
+    # when there is none (Keras's BatchNormalization and wrappers default to None).
+    training_by_default: bool | None = False
+    # Keras's `_convert_input_args`: float inputs are cast to the compute dtype (a mixed
+    # policy's bfloat16) before the layer runs. Op nodes, as Keras's ops, are not.
+    convert_input_args = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -683,8 +747,8 @@ class Layer:
             kwargs["mask"] = mask
         if keras_style:
             caller = getattr(_call_context, "current", None)
-            cell = caller.cell if caller is not None else [None]
-            cell[0] = training
+            cell = caller.cell if caller is not None else [None, None]
+            carry(cell, training, cell[1] if training is cell[0] else self.name)
             _call_context.current = _CallContext(cell, rng)
             # The inputs carry their mask into `call`, as Keras's tensors do.
             pairs = _mask_pairs(args[0], mask) if mask is not None and args else ()
@@ -698,9 +762,13 @@ class Layer:
 
     def _default_training(self):
         """What a call that does not say `training=` runs in when its caller does not say
-        either: Keras's default of `call`'s `training` argument. For a Keras-style layer
-        it may be None, and then each layer its `call` calls uses its own default."""
+        either: Keras's default of `call`'s `training` argument. It may be None (a
+        Keras-style layer, BatchNormalization, a layer whose `call` takes no `training`):
+        the layer then follows the value carried in the call context, and leaves it."""
         if not self._keras_style_call() or self.training_by_default:
+            if self.training_by_default is False and \
+                    "training" not in self._accepted_call_args():
+                return None
             return self.training_by_default
         cls = type(self)
         if "_training_default" not in cls.__dict__:
@@ -1141,20 +1209,19 @@ class Layer:
         the value resolved is left for the calls after it. A key is drawn when the layer
         may draw one: inside a Keras-style `call`, folded from the caller's key."""
         context = getattr(_call_context, "current", None)
-        if "training" in kwargs:
-            training = kwargs.pop("training")
-        elif context is not None and context.cell[0] is not None:
-            training = context.cell[0]
-        else:
-            training = self._default_training()
-        if context is not None:
-            context.cell[0] = training
+        said = "training" in kwargs
+        training = resolve_in_context(self, kwargs, context)
         if training is None and not self._keras_style_call():
             training = self.training_by_default
         rng = jg_random.as_key(kwargs.pop("rng", None))
         if rng is None and (training is None or training) and self.needs_rng():
             rng = context.next_rng() if context is not None else None
-            if rng is None:
+            if rng is None and context is not None and not said and tracing():
+                # A traced program given no key (apply without rng): a key drawn now
+                # would be baked in, the same at every step. Say which layer draws.
+                if training:
+                    raise ValueError(_no_key_message(self, context.cell))
+            elif rng is None:
                 rng = jg_random.next_key()
         return training, rng
 
@@ -1439,6 +1506,16 @@ def _group_links(links: dict, values: dict) -> dict:
         if name in values:
             groups.setdefault(layer, {})[key] = values[name]
     return groups
+
+
+def _no_key_message(layer, cell) -> str:
+    """The error of a layer that would draw in a traced program given no key."""
+    carried = ""
+    if cell is not None and cell[0] and cell[1] not in (None, layer.name):
+        carried = (f" (training=True carried from layer {cell[1]!r} through the call "
+                   "context, as in Keras)")
+    return (f"Layer {layer.name!r} ({type(layer).__name__}) needs randomness when "
+            f"training=True{carried}: pass rng=jax.random.key(...) to apply()")
 
 
 class _SpecView:

@@ -62,6 +62,8 @@ class BatchNormalization(Layer):
     under `jax.jit` with sharded batches the statistics are already global.
     """
 
+    training_by_default = None  # Keras's `call(training=None)`: follows the call context
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",

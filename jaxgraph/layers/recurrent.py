@@ -739,6 +739,8 @@ class _Wrapper(Layer):
     always agree, while the variables pytree has one entry, under the wrapper.
     """
 
+    training_by_default = None  # Keras's `call(training=None)`: follows the call context
+
     def _parts(self) -> list[tuple[str, Layer]]:
         raise NotImplementedError
 

@@ -12,6 +12,11 @@ Python constant of the program unless `variables['state'][OVERRIDES]` holds
 `{layer name: {attribute: array}}`: then the array is handed to the layer's `call`
 as that keyword argument, so a vmapped population trains members with different
 rates in one program. Overrides pass through `apply` unchanged.
+
+`training` is threaded as Keras's call context is: True or False reaches every node;
+None (`model(x)`) lets each node resolve its own value and leave it to the nodes after
+it, which run in Keras's order (see `_node_training`). It is a Python value decided
+while tracing, so the compiled program holds no trace of it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,16 @@ import numpy as np
 
 from ..graph.functional import Functional
 from ..graph.tensor import is_symbolic
-from ..layers.base import carried_mask, carried_masks, collecting_losses, flush_sync
+from ..layers.base import (
+    _no_key_message,
+    carried_mask,
+    carried_masks,
+    carry,
+    collecting_losses,
+    flush_sync,
+    sharing_cell,
+    tracing,
+)
 from ..random import as_key
 
 Path = tuple
@@ -187,15 +201,6 @@ def _host_device(layers):
         return None
 
 
-def _tracing() -> bool:
-    """Whether a JAX transformation is tracing right now."""
-    try:
-        from jax._src.core import trace_state_clean
-    except ImportError:  # pragma: no cover - a JAX without it
-        return False
-    return not trace_state_clean()
-
-
 def _initialize_missing(entries) -> None:
     """Create every missing layer value in ONE compiled program (not one per weight)."""
     flush_sync()
@@ -205,7 +210,7 @@ def _initialize_missing(entries) -> None:
     from ..random import next_key
 
     key = next_key()
-    if _tracing():  # a model called inside a traced Keras-style layer: no nested compile
+    if tracing():  # a model called inside a traced Keras-style layer: no nested compile
         for i, layer in enumerate(missing):
             layer._set_values(layer.init_values(jax.random.fold_in(key, i)))
         return
@@ -270,21 +275,35 @@ def scatter_variables(model: Functional, variables: dict) -> None:
 
 
 class _Run:
-    """Everything one evaluation of a graph threads through its nodes."""
+    """Everything one evaluation of a graph threads through its nodes. `cell` is the
+    call context's training value (see `layers.base._CallContext`), shared with nested
+    models and the Keras-style layers the graph runs."""
 
-    __slots__ = ("params", "state", "training", "rng", "paths", "rng_count", "activity",
-                 "overrides", "valid")
+    __slots__ = ("params", "state", "rng", "paths", "rng_count", "activity", "overrides",
+                 "valid", "cell", "draw_key")
 
-    def __init__(self, params, state, training, rng, paths, overrides=None, valid=None):
+    def __init__(self, params, state, rng, paths, overrides=None, valid=None, cell=None,
+                 draw_key=None):
         self.params = params
         self.state = state
-        self.training = training
         self.rng = rng
         self.paths = paths
         self.rng_count = 0
         self.activity: list = []
         self.overrides = overrides or {}
         self.valid = valid  # (batch,) 1/0 for real/padding rows, or None
+        self.cell = cell
+        self.draw_key = draw_key  # where `rng` comes from when a layer draws and none was given
+
+    def next_key(self):
+        """A key for one layer, folded from the run's; None when the run has none."""
+        if self.rng is None and self.draw_key is not None:
+            self.rng, self.draw_key = as_key(self.draw_key()), None
+        if self.rng is None:
+            return None
+        key = jax.random.fold_in(self.rng, self.rng_count)
+        self.rng_count += 1
+        return key
 
 
 def _cast_floats(tree, dtype):
@@ -330,34 +349,66 @@ def _tensor_argument_count(layer, node) -> int:
                if any(is_symbolic(x) for x in jax.tree_util.tree_leaves(v, is_leaf=is_symbolic)))
 
 
-def _resolve_training(layer, training, run: _Run, overrides):
-    """(training, rng) of one node: the node's `training=`, else the run's, else the
-    layer's own default (None for a Keras-style layer that leaves it to the layers it
-    calls). A key is folded from the run's where the layer may draw."""
-    if training is None:
-        training = layer._default_training()
-    # An overridden rate may be nonzero for some members even where the layer's own is 0.
-    if not (layer.needs_rng() or overrides) or not (training or training is None):
-        return training, None
-    if run.rng is not None:
-        rng = jax.random.fold_in(run.rng, run.rng_count)
-        run.rng_count += 1
-        return training, rng
-    if training is None and not _tracing():
-        # `model(x)` on arrays: a Keras-style layer whose inner layers may draw (an
-        # augmentation layer augments by default) takes a key from the global stream.
-        from ..random import next_key
+def _records(model: Functional, node, layer) -> bool:
+    """Whether Keras's node for this call holds the training value its layer resolved
+    when the graph was built (the default of its `call`, when not None).
 
-        return training, next_key()
-    if training is None:
-        return training, None  # nothing can be drawn fresh here: inner layers infer
-    raise ValueError(
-        f"Layer {layer.name!r} ({type(layer).__name__}) needs randomness when "
-        "training=True: pass rng=jax.random.key(...) to apply()"
-    )
+    `Layer.__call__` writes that value into the call's keyword arguments, and the node
+    keeps them when the call passed one tensor and nothing else (other calls convert
+    their arguments into a new dict first). Such a node runs with it whatever the call
+    context holds: a graph's Dropout keeps False after a RandomFlip. The layers of a
+    Keras-style model's `call` are called directly instead: nothing is recorded."""
+    if model._keras_style_call() is not None or layer._default_training() is None:
+        return False
+    args, kwargs = node.call_args(lambda t: t)
+    return len(args) == 1 and is_symbolic(args[0]) and not kwargs
 
 
-def _call_layer(layer, node, run: _Run, args, kwargs, mask, marks=None):
+def _node_training(model: Functional, node, layer, kwargs: dict, training, cell):
+    """The training value a node's layer runs with, written to the call context `cell`
+    as Keras's `Layer.__call__` does, so the nodes after it (in Keras's order) see it.
+
+    With `training` True or False (fit, evaluate, predict, an explicit `training=`)
+    every node runs with it, except a layer called with its own `training=True/False`
+    in the graph (Monte Carlo dropout); a nested model runs with the model's value.
+    With None (a call that does not say), Keras's rule: the node's own `training=`,
+    else the value it recorded (`_records`), else the context's when not None, else
+    the layer's default. Pops `training` from `kwargs`."""
+    given = kwargs.pop("training", None) if "training" in kwargs else _UNSAID
+    if training is not None:
+        value = training
+        if given is not _UNSAID and given is not None and not isinstance(layer, Functional):
+            value = bool(given)
+        carry(cell, training, cell[1] if cell[0] is training else None)
+        return value
+    if given is not _UNSAID:
+        value, source = given, layer.name
+    elif cell[0] is not None and not _records(model, node, layer):
+        value, source = cell[0], cell[1]
+    else:
+        value, source = layer._default_training(), layer.name
+    value = None if value is None else bool(value)
+    carry(cell, value, source)
+    return value
+
+
+_UNSAID = object()
+
+
+def _layer_key(layer, run: _Run, training, overrides):
+    """A key for a layer that may draw with this training value (an overridden rate may
+    be nonzero for some members even where the layer's own is 0), folded from the run's.
+    A layer that would draw when the run has no key says so; one running with None (a
+    Keras-style layer leaving it to the layers it calls) gets none, and those say so."""
+    if not (layer.needs_rng() or overrides) or (training is not None and not training):
+        return None
+    key = run.next_key()
+    if key is None and training is not None:
+        raise ValueError(_no_key_message(layer, run.cell))
+    return key
+
+
+def _call_layer(layer, node, run: _Run, args, kwargs, mask, training, marks=None):
     path = run.paths.get(id(layer))
     w = {}
     if path is not None:
@@ -368,17 +419,19 @@ def _call_layer(layer, node, run: _Run, args, kwargs, mask, marks=None):
     compute = jnp.dtype(layer.compute_dtype)
     if w and compute != jnp.dtype(layer.dtype):
         w = _cast_floats(w, compute)
-    args = _cast_floats(args, compute)
+    if layer.convert_input_args:
+        args = _cast_floats(args, compute)
     pairs = []
     if marks is not None:  # the node's own arguments, before anything is added
         pairs = _carried_pairs((args, {k: kwargs.get(k) for k in marks[1]}), marks)
     kwargs = dict(kwargs)
     overrides = run.overrides.get(layer.name) if run.overrides else None
-    training, rng = _resolve_training(layer, kwargs.pop("training", run.training), run,
-                                      overrides)
+    keras_style = layer._keras_style_call()
+    if training is None and not keras_style:
+        training = layer.training_by_default
+    rng = _layer_key(layer, run, training, overrides)
     if overrides:
         kwargs.update(overrides)
-    keras_style = layer._keras_style_call()
     call_mask = mask
     if "mask" in kwargs:
         mask = call_mask = kwargs.pop("mask")
@@ -387,7 +440,7 @@ def _call_layer(layer, node, run: _Run, args, kwargs, mask, marks=None):
     if keras_style:
         # Every argument brings the mask it carries into `call` (Keras's `_keras_mask`);
         # what the call's own layers compute rides on their outputs.
-        with carried_masks(pairs) as registry:
+        with carried_masks(pairs) as registry, sharing_cell(run.cell):
             outputs, updates = layer.forward(w, *args, training=training, rng=rng,
                                              mask=call_mask, **kwargs)
     else:
@@ -480,13 +533,16 @@ def _argument_masks(layer, node, env) -> dict:
     return out
 
 
-def _run_graph(model: Functional, run: _Run, values: list, masks: list) -> list:
+def _run_graph(model: Functional, run: _Run, values: list, masks: list, training) -> list:
+    """Run the nodes in the order Keras runs them (`Functional._run_order`), threading
+    the call context's training value through them (`_node_training`)."""
     env: dict[int, Any] = {}
     for t, v, m in zip(model.inputs, values, masks):
         env[id(t)] = (v, m)
-    for node in model._nodes_in_order:
+    for node in model._run_order:
         layer = node.layer
         args, kwargs = node.call_args(lambda t: env[id(t)][0])
+        value = _node_training(model, node, layer, kwargs, training, run.cell)
         mask_args, _ = node.call_args(lambda t: env[id(t)][1])
         first_mask = mask_args[0] if mask_args else None
         if first_mask is not None and _all_none(first_mask):
@@ -498,7 +554,7 @@ def _run_graph(model: Functional, run: _Run, values: list, masks: list) -> list:
                 flat_masks = [None] * len(flat_in)
             else:
                 flat_masks = layer._input_struct.unpack(first_mask, names, "inputs")
-            results = _run_graph(layer, run, flat_in, flat_masks)
+            results = _run_graph(layer, run, flat_in, flat_masks, value)
             # The node's output tensors follow jax's flattening of the packed structure
             # (dict keys sorted), which can differ from the model's own output order.
             out_values = jax.tree_util.tree_leaves(
@@ -513,7 +569,8 @@ def _run_graph(model: Functional, run: _Run, values: list, masks: list) -> list:
             marks = None
             if layer._keras_style_call():
                 marks = node.call_args(lambda t: _Carried(env[id(t)][1]))
-            outputs, out_mask = _call_layer(layer, node, run, args, kwargs, first_mask, marks)
+            outputs, out_mask = _call_layer(layer, node, run, args, kwargs, first_mask, value,
+                                            marks)
             out_values = jax.tree_util.tree_leaves(outputs)
             if out_mask is None or _all_none(out_mask):
                 out_masks = [None] * len(out_values)
@@ -559,23 +616,33 @@ def _prepare_inputs(model: Functional, inputs) -> list:
 
 
 def run_model(model: Functional, variables: dict, inputs, *, training=False, rng=None,
-              with_masks=False, valid=None, input_masks=None):
+              with_masks=False, valid=None, input_masks=None, cell=None, draw_key=None):
     """`(outputs, new_state, extra_losses)`: apply plus the layers' added losses; with
     `with_masks`, also each output's propagated mask (None where it has none), in
     `model.output_names` order, for the losses and metrics that honour them.
     `input_masks` (one per input, in `model.input_names` order) are the masks the
-    inputs carry in, as a model called inside a Keras-style layer's `call` gets them."""
+    inputs carry in, as a model called inside a Keras-style layer's `call` gets them.
+
+    `training=None` runs the model as Keras's `model(x)` does: each layer resolves its
+    value and leaves it in the call context for the next (`_node_training`); `cell` is
+    that context when the caller has one. `draw_key()` gives the run's key the first
+    time a layer draws, when `rng` is None (`model(x)` takes it from the global stream);
+    without either, a layer that would draw raises an error naming it. All of this is
+    decided while tracing: the program itself holds only the layers' computations."""
     _, paths = layout(model)
     if not isinstance(variables, dict) or "params" not in variables:
         raise ValueError("variables must be a dict {'params': ..., 'state': ...}, from init()")
     state = _copy_nested(variables.get("state", {}))
     overrides = state.pop(OVERRIDES, None)
     training = None if training is None else bool(training)
-    run = _Run(variables["params"], state, training, as_key(rng), paths, overrides, valid)
+    cell = [training, None] if cell is None else cell
+    run = _Run(variables["params"], state, as_key(rng), paths, overrides, valid, cell,
+               draw_key)
     values = _prepare_inputs(model, inputs)
     with collecting_losses() as added:
         results = _run_graph(model, run, values,
-                             list(input_masks) if input_masks else [None] * len(values))
+                             list(input_masks) if input_masks else [None] * len(values),
+                             training)
     if overrides is not None:
         run.state[OVERRIDES] = overrides  # the state keeps its structure (scan carries)
     outputs = model._output_struct.pack([v for v, _ in results])
@@ -588,8 +655,10 @@ def run_model(model: Functional, variables: dict, inputs, *, training=False, rng
     return outputs, run.state, extra, masks
 
 
-def apply_model(model: Functional, variables: dict, inputs, training=False, rng=None):
-    outputs, state, _ = run_model(model, variables, inputs, training=training, rng=rng)
+def apply_model(model: Functional, variables: dict, inputs, training=False, rng=None,
+                draw_key=None):
+    outputs, state, _ = run_model(model, variables, inputs, training=training, rng=rng,
+                                  draw_key=draw_key)
     return outputs, state
 
 

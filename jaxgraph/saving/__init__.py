@@ -1,7 +1,7 @@
 """Saving and loading: model files, Keras-compatible weights files, training checkpoints.
 
 - `save_model` / `load_model`: one file (a zip) with architecture, weights, compile
-  settings and optimizer state.
+  settings and optimizer state; `load_model` also reads Keras 3 `.keras` archives.
 - `save_weights` / `load_weights`: HDF5 in Keras 3's `.weights.h5` layout, so files
   move between Keras and jaxgraph for the same architecture.
 - `model_from_json`: a model from `model.to_json()` (jaxgraph's or Keras 3's).

@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from ..graph.functional import Functional
+from ..layers.ops import is_keras_operation_record, layer_entry_from_keras
 from ..lowering.executor import layout
 from .weights_io import (
     WEIGHTS_MEMBER,
@@ -352,8 +353,9 @@ def keras_model_config(config: dict) -> dict:
     features left unused (`quantization_config: null`, `ragged: false`, ...). A
     `training=False` (or None) Keras recorded for a call is dropped too: Keras lets
     the model's own `training` override it, which is what jaxgraph does without it.
-    Class names then resolve through jaxgraph's registry like any config; nothing is
-    imported.
+    Operation records (`keras.ops` calls, the mask ops Keras inserts) become op nodes
+    through jaxgraph's fixed table of Keras op classes. Class names then resolve
+    through jaxgraph's registry like any config; nothing is imported.
     """
     def convert(value, key=None):
         if isinstance(value, list):
@@ -362,6 +364,9 @@ def keras_model_config(config: dict) -> dict:
             return value
         cls = value.get("class_name")
         inner = value.get("config")
+        if is_keras_operation_record(value):  # a `keras.ops` call: an op node
+            return layer_entry_from_keras({k: convert(v, k) if k != "module" else v
+                                           for k, v in value.items()})
         if cls == _KERAS_TENSOR and isinstance(inner, dict):
             history = inner.get("keras_history")
             if not _keras_ref(history):

@@ -6,9 +6,10 @@ The archive holds
   - `compile.json`: the arguments `compile` was called with (when compiled), with the
     current `model.loss_weights`;
   - `optimizer.npz`: the optimizer state as a list of plain arrays (when asked).
-The suffix does not matter (`.h5`, `.keras`, `.jgraph`, none). Loading reads JSON
-and numeric arrays only: classes and functions are looked up in registries by
-name, never imported or unpickled from the file.
+The suffix does not matter (`.h5`, `.keras`, `.jgraph`, none). `load_model` also
+rebuilds a Keras 3 `.keras` archive (uncompiled) whose layers and ops jaxgraph has.
+Loading reads JSON and numeric arrays only: classes and functions are looked up in
+registries by name, never imported or unpickled from the file.
 
 Custom objects, as in Keras:
   - a layer class registered with `register_serializable(package=...)` is recorded
@@ -101,8 +102,9 @@ def model_to_json(model, **kwargs) -> str:
     """The model's architecture as a JSON string, in Keras 3's layout.
 
     `{"module", "class_name", "config", "registered_name"}` with Keras's modules and
-    tensor references, so `keras.models.model_from_json` reads models of built-in
-    layers; user classes keep their own module; `kwargs` go to `json.dumps`.
+    tensor references, and op nodes as Keras's Operation records, so
+    `keras.models.model_from_json` reads models of built-in layers and ops; user
+    classes keep their own module; `kwargs` go to `json.dumps`.
     `model_from_json` rebuilds it with fresh weights.
     """
     if not isinstance(model, Functional):
@@ -345,7 +347,7 @@ def model_from_json(json_string, custom_objects: dict | None = None):
     """A new model (fresh weights) with the architecture `model.to_json()` describes.
 
     Also reads the JSON Keras 3's `model.to_json()` writes for Functional and
-    Sequential models of layers jaxgraph has. Class names resolve only through
+    Sequential models of layers and `keras.ops` calls jaxgraph has. Class names resolve only through
     jaxgraph's layer registry, registered custom classes and `custom_objects`:
     nothing named in the string is ever imported or executed.
     """
@@ -482,8 +484,34 @@ def _resolve_compile_config(compile_config: dict, custom_objects, source: str):
     return resolved, restored
 
 
+def _load_keras_archive(config, custom_objects, compile: bool, source: str):
+    """A model saved by Keras 3 (`.keras`): its architecture rebuilt from the config (as
+    `model_from_json` does) and its weights matched by layer name. Keras's compile
+    settings name Keras objects, so the model comes back uncompiled."""
+    from .keras_interop import keras_model_config, load_keras_weights
+
+    try:
+        if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+            raise ValueError(f"{CONFIG_MEMBER} is not a model config")
+        model = _build(keras_model_config(config), custom_objects, source)
+        load_keras_weights(model, source)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        reason = f"its config has no entry {e}" if isinstance(e, KeyError) else str(e)
+        raise ValueError(
+            f"{source!r} is a Keras .keras archive that jaxgraph cannot load ({reason}). "
+            "If its layers are not ones jaxgraph rebuilds, build the same architecture "
+            "with jaxgraph and call jaxgraph.saving.load_keras_weights(model, path)."
+        ) from e
+    if compile and config.get("compile_config"):
+        warnings.warn(f"{source!r} was saved compiled by Keras; jaxgraph loads it "
+                      "uncompiled: call model.compile(...) to train it", stacklevel=3)
+    return model
+
+
 def load_model(path, custom_objects: dict | None = None, compile: bool = True):
     """Rebuild a model written by `save_model`, with its weights (and compile state).
+
+    Also reads a Keras 3 `.keras` archive of layers and ops jaxgraph has (uncompiled).
 
     `custom_objects` maps names to layer classes, functions (Lambda layers, losses,
     metrics) and classes the file refers to but no registry knows. A loss or metric
@@ -500,11 +528,7 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True):
         config = _read_member_json(archive, CONFIG_MEMBER, source)
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             if "metadata.json" in names:
-                raise ValueError(
-                    f"{source!r} is a Keras .keras archive. jaxgraph does not rebuild Keras "
-                    "configs: build the same architecture with jaxgraph and call "
-                    "jaxgraph.saving.load_keras_weights(model, path)."
-                )
+                return _load_keras_archive(config, custom_objects, compile, source)
             raise ValueError(f"{source!r}: {CONFIG_MEMBER} is not a jaxgraph model config")
         if config.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(
