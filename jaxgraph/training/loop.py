@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import random as jg_random
 from ..callbacks.base import CallbackList, Logs
+from . import custom_step
 from . import data as data_mod
 
 _DEFAULT_BATCH = 32
@@ -183,6 +184,8 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
                                                                                batch_size))
         plan = trainer.epoch_plan(n, batch_size, steps, k, bool(shuffle))
         train = trainer.train_fn(k, masked=plan.masked)
+        if trainer.custom:
+            trainer.steps.prepare_train(trainer.ts, staged, batch_size, plan.valid is not None)
     if val_arrays is not None:
         val_staged = trainer.stage(*val_arrays[:3])
     # Keras: validation_batch_size, else fit's batch_size, else validation_steps sizes them.
@@ -225,8 +228,10 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
             epoch_logs = dict(running)
         else:
             trainer.ts["metrics"] = trainer._init_metrics_fn()
-            _fit_stream_epoch(model, trainer, cbl, x, steps, begin_listeners, end_listeners)
-            epoch_logs = dict(trainer._results_fn(trainer.ts["metrics"]))
+            last = _fit_stream_epoch(model, trainer, cbl, x, steps, begin_listeners,
+                                     end_listeners)
+            epoch_logs = dict(trainer._results_fn(trainer.ts["metrics"])
+                              if last is None else last)
         if (val_staged is not None or val_stream) and (epoch + 1) % validation_freq == 0:
             variables = trainer.steps.variables_of(trainer.ts)
             if val_staged is not None:
@@ -244,6 +249,8 @@ def run_fit(model, trainer, *, x, y, batch_size, epochs, verbose, callbacks, val
             break
     cbl.call("on_train_end", logs)
     trainer.push_to_model()
+    if trainer.custom:
+        trainer.keep_metric_state(trainer.ts["metrics"])
     model.history = history
     return history
 
@@ -299,7 +306,9 @@ def _ran_out_warning(what: str) -> None:
 
 
 def _fit_stream_epoch(model, trainer, cbl, stream, steps, begin_listeners, end_listeners):
+    """One epoch over a stream of batches; returns a custom train step's last logs."""
     fn = trainer.stream_train_fn()
+    last = None
     it = trainer.__dict__.get("_stream_iter")
     if it is None or it[0] is not stream:
         it = (stream, iter(stream))
@@ -338,12 +347,17 @@ def _fit_stream_epoch(model, trainer, cbl, stream, steps, begin_listeners, end_l
         xs, ys, sws = arrays[:nx], arrays[nx:nx + ny], arrays[nx + ny:]
         if begin_listeners:
             cbl.call("on_train_batch_begin", step, Logs())
-        trainer.ts = fn(trainer.ts, xs, ys, sws, valid)
+        if trainer.custom:
+            trainer.ts, last = fn(trainer.ts, xs, ys, sws, valid)
+        else:
+            trainer.ts = fn(trainer.ts, xs, ys, sws, valid)
         if end_listeners:
-            cbl.call("on_train_batch_end", step, Logs(trainer._results_fn(trainer.ts["metrics"])))
+            cbl.call("on_train_batch_end", step, Logs(
+                trainer._results_fn(trainer.ts["metrics"]) if last is None else last))
         step += 1
         if model.stop_training:
             break
+    return last
 
 
 def _single_or_list(arrays):
@@ -415,6 +429,8 @@ def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables, steps=N
         ms, results = fn(ms, variables["params"], variables["state"], data, idx_d, valid_d, c)
         if listeners:  # a chunk's hook gets its last batch, as in fit
             cbl.call("on_test_batch_end", min(first + plan.k, plan.steps) - 1, Logs(results))
+    if trainer.custom:
+        trainer.keep_metric_state(ms)
     cbl.call("on_test_end", Logs(results))
     return dict(results)
 
@@ -422,6 +438,7 @@ def _evaluate_staged(model, trainer, cbl, staged, batch_size, variables, steps=N
 def _evaluate_stream(model, trainer, cbl, stream, steps, variables):
     fn = trainer.stream_eval_fn()
     ms = trainer.init_eval_metrics()
+    last = None
     size = None
     listeners = _wants(cbl, ["on_test_batch_begin", "on_test_batch_end"])
     cbl.call("on_test_begin", Logs())
@@ -437,9 +454,18 @@ def _evaluate_stream(model, trainer, cbl, stream, steps, variables):
             cbl.call("on_test_batch_begin", step, Logs())
         ms = fn(ms, variables["params"], variables["state"], arrays[:nx], arrays[nx:nx + ny],
                 arrays[nx + ny:], valid)
+        if trainer.custom:
+            ms, last = ms
         if listeners:
-            cbl.call("on_test_batch_end", step, Logs(trainer._results_fn(ms)))
-    results = trainer._results_fn(ms)
+            cbl.call("on_test_batch_end", step,
+                     Logs(trainer._results_fn(ms) if last is None else last))
+    if trainer.custom:
+        if last is None:
+            raise ValueError("The validation data produced no batches")
+        trainer.keep_metric_state(ms)
+        results = last
+    else:
+        results = trainer._results_fn(ms)
     cbl.call("on_test_end", Logs(results))
     return dict(results)
 
@@ -481,7 +507,10 @@ def _predict_program(model):
     if cache is None:
         from .step import Steps
 
-        steps = Steps(model, None, None)
+        if "predict" in custom_step.overridden(model):
+            steps = custom_step.CustomSteps(model, None, None, which={"predict"})
+        else:
+            steps = Steps(model, None, None)
         cache = (jax.jit(steps.predict_chunk, static_argnums=(4, 5)), steps)
         model._predict_program = cache
     return cache
@@ -497,6 +526,7 @@ def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
     else:
         variables = model.variables
     fn, _ = _predict_program(model)
+    form = _OutputForm(model)
     stream = data_mod.is_batch_stream(x)
     if stream:
         batches = _stream_batches(x, steps)
@@ -517,14 +547,16 @@ def run_predict(model, x, *, batch_size, verbose, steps, callbacks):
                 break
             bx, _, _ = data_mod.unpack_batch(batch)
             xs = data_mod.flatten_x(model, bx)
-            outs.append(_predict_arrays(model, fn, variables, xs, xs[0].shape[0], cbl, i))
+            outs.append(_predict_arrays(model, fn, variables, xs, xs[0].shape[0], cbl, i,
+                                        form))
             if model.stop_predicting:
                 break
         flat = [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
     else:
-        flat = _predict_arrays(model, fn, variables, xs, batch_size or _DEFAULT_BATCH, cbl)
+        flat = _predict_arrays(model, fn, variables, xs, batch_size or _DEFAULT_BATCH, cbl,
+                               form=form)
     cbl.call("on_predict_end", Logs())
-    return model._output_struct.pack(flat)
+    return form.pack(flat)
 
 
 def _report_chunk(cbl, out, batch: int) -> None:
@@ -546,13 +578,36 @@ def _flat_outputs(model, o) -> list:
     return [o]
 
 
-def _predict_arrays(model, fn, variables, xs, batch_size, cbl=None, first_batch=0):
+class _OutputForm:
+    """How predict flattens a batch's outputs and rebuilds the whole: the model's outputs,
+    or whatever structure a custom `predict_step` returns (rows first in every array)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.custom = "predict" in custom_step.overridden(model)
+        self.treedef = None
+
+    def flat(self, o) -> list:
+        if not self.custom:
+            return _flat_outputs(self.model, o)
+        leaves, self.treedef = jax.tree_util.tree_flatten(o)
+        return leaves
+
+    def pack(self, flat):
+        if not self.custom:
+            return self.model._output_struct.pack(flat)
+        return jax.tree_util.tree_unflatten(self.treedef, flat)
+
+
+def _predict_arrays(model, fn, variables, xs, batch_size, cbl=None, first_batch=0,
+                    form=None):
     """Predictions for `xs`, `batch_size` rows a batch. With callbacks listening to
     predict batches, one batch per dispatch between their hooks (batch indices from
     `first_batch`); otherwise several batches per dispatch and no Python per batch,
     but for a progress bar's call per dispatch."""
     from .trainer import auto_steps_per_execution
 
+    form = form or _OutputForm(model)
     n = xs[0].shape[0]
     batch_size = max(1, min(batch_size, n))
     steps = math.ceil(n / batch_size)
@@ -599,13 +654,13 @@ def _predict_arrays(model, fn, variables, xs, batch_size, cbl=None, first_batch=
             outs.append(o)
             if end:
                 rows = min(batch_size, n - i * batch_size)
-                flat = [a if rows == batch_size else a[:rows] for a in _flat_outputs(model, o)]
+                flat = [a if rows == batch_size else a[:rows] for a in form.flat(o)]
                 cbl.call("on_predict_batch_end", first_batch + i,
-                         Logs({"outputs": model._output_struct.pack(flat)}))
+                         Logs({"outputs": form.pack(flat)}))
             if getattr(model, "stop_predicting", False):
                 n = min(n, (i + 1) * batch_size)
                 break
-    flat_outs = [_flat_outputs(model, o) for o in jax.device_get(outs)]
+    flat_outs = [form.flat(o) for o in jax.device_get(outs)]
     return [np.concatenate([o[j] for o in flat_outs])[:n] for j in range(len(flat_outs[0]))]
 
 

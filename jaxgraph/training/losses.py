@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .step_context import row_mask
+
 EPSILON = 1e-7  # Keras's backend.epsilon(): probability clipping and safe division.
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
@@ -370,8 +372,11 @@ class Loss:
         return None
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        return reduce_loss(self.call(y_true, y_pred), sample_weight,
-                           self.mask(y_true, y_pred), self.reduction)
+        # Inside a custom train_step the padded rows of a partial last batch count for
+        # nothing, as if the batch were the short one (see step_context).
+        values = self.call(y_true, y_pred)
+        return reduce_loss(values, sample_weight, self.mask(y_true, y_pred), self.reduction,
+                           row_mask(values))
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, **self.kwargs}

@@ -7,11 +7,14 @@ so `merge` (across devices or steps) is addition. Zero-weight rows (padding) nev
 count.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import losses as _losses
+from . import step_context
 from .losses import _bind_arguments, align
 
 NEG_INF = -1e10  # Keras's stand-in for "not in the top k".
@@ -59,6 +62,110 @@ class Metric:
     def merge(self, state_a, state_b):
         return jax.tree.map(jnp.add, state_a, state_b)
 
+    # Keras's variable-list API. A metric's "variables" are the leaves of its state, in
+    # a fixed order; a custom `train_step` gets them in `metrics_variables` and updates
+    # them with the stateless methods. The metric also holds one state of its own for
+    # the stateful methods (and what fit/evaluate leave there), as a Keras metric does.
+
+    #: How many data arguments `update` takes before `sample_weight` (None: the metric
+    #: weights rows itself), so padded rows of a step can be given weight 0.
+    _row_args = 2
+
+    def _state_def(self):
+        treedef = self.__dict__.get("_treedef")
+        if treedef is None:
+            treedef = self._treedef = jax.tree_util.tree_structure(self.init())
+        return treedef
+
+    def _held(self):
+        state = self.__dict__.get("_state")
+        if state is None:
+            with jax.ensure_compile_time_eval():  # concrete even when asked inside a trace
+                state = self._state = self.init()
+        return state
+
+    def _unflatten(self, metric_variables, what):
+        metric_variables = list(metric_variables)
+        count = self._state_def().num_leaves
+        if len(metric_variables) != count:
+            raise ValueError(
+                f"{type(self).__name__}({self.name!r}).{what}: metric_variables must be a "
+                f"list of {count} array(s), one per entry of metric.variables; got "
+                f"{len(metric_variables)}")
+        return jax.tree_util.tree_unflatten(self._state_def(), metric_variables)
+
+    def _weighted_rows(self, args, kwargs):
+        """Give the padded rows of a traced step weight 0 (a no-op outside one)."""
+        n = self._row_args
+        if n is None or not args:
+            return args, kwargs
+        mask = step_context.row_mask(args[0])
+        if mask is None:
+            return args, kwargs
+        args, kwargs = list(args), dict(kwargs)
+        if len(args) > n:
+            args[n] = combine_weights(args[n], mask)
+        else:
+            kwargs["sample_weight"] = combine_weights(kwargs.get("sample_weight"), mask)
+        return args, kwargs
+
+    @property
+    def variables(self) -> list:
+        """The current values of the metric's state, as a list (Keras's variables)."""
+        return jax.tree_util.tree_leaves(self._held())
+
+    def stateless_update_state(self, metric_variables, *args, **kwargs) -> list:
+        state = self._unflatten(metric_variables, "stateless_update_state")
+        args, kwargs = self._weighted_rows(args, kwargs)
+        return jax.tree_util.tree_leaves(self.update(state, *args, **kwargs))
+
+    def stateless_result(self, metric_variables):
+        return self.result(self._unflatten(metric_variables, "stateless_result"))
+
+    def stateless_reset_state(self) -> list:
+        return jax.tree_util.tree_leaves(self.init())
+
+    def _not_in_step(self, what):
+        if step_context.current() is not None:
+            raise RuntimeError(
+                f"{type(self).__name__}({self.name!r}).{what}() changes the metric's own "
+                "state, which a traced train_step/test_step cannot do: update the "
+                "metrics_variables it receives with metric.stateless_update_state(...) and "
+                "return them in its state, as Keras's JAX backend requires (inside Keras's "
+                "default steps, only the metrics listed in model.metrics can be updated)")
+
+    def _current(self):
+        """The state the stateful API works on: the step's, inside Keras's default steps
+        (see step_context.MetricScope), else the metric's own."""
+        scope = step_context.scope_of(self)
+        return self._held() if scope is None else scope.states[id(self)]
+
+    def update_state(self, *args, **kwargs) -> None:
+        args, kwargs = self._weighted_rows(args, kwargs)
+        scope = step_context.scope_of(self)
+        if scope is not None:
+            scope.states[id(self)] = self.update(scope.states[id(self)], *args, **kwargs)
+            return
+        self._not_in_step("update_state")
+        self._state = self.update(self._held(), *args, **kwargs)
+
+    def reset_state(self) -> None:
+        scope = step_context.scope_of(self)
+        if scope is not None:
+            scope.states[id(self)] = self.init()
+            return
+        self._not_in_step("reset_state")
+        self._state = self.init()
+
+    def assign_variables(self, metric_variables) -> None:
+        """Hold these values (fit and evaluate leave their final state here)."""
+        self._state = self._unflatten(metric_variables, "assign_variables")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "result" in cls.__dict__:
+            cls.result = _result_of_held_state(cls.__dict__["result"])
+
     def get_config(self):
         return {"name": self.name, **self.kwargs}
 
@@ -68,6 +175,25 @@ class Metric:
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, {self.kwargs})"
+
+
+_HELD = object()
+
+
+def _result_of_held_state(fn):
+    """`result(state)`, or Keras's `result()` of the state the metric holds."""
+    if getattr(fn, "_of_held_state", False):
+        return fn
+
+    @functools.wraps(fn)
+    def result(self, state=_HELD, *args, **kwargs):
+        return fn(self, self._current() if state is _HELD else state, *args, **kwargs)
+
+    result._of_held_state = True
+    return result
+
+
+Metric.result = _result_of_held_state(Metric.result)
 
 
 def combine_weights(*weights):
@@ -156,6 +282,55 @@ class MeanMetricWrapper(_MeanMetric):
     def from_config(cls, config):
         config = dict(config)
         return cls(_function_from_config(config.pop("fn")), **config)
+
+
+class _Reduce(Metric):
+    """Keras's Sum / Mean of `values`: per-sample means over trailing axes, weighted."""
+
+    _row_args = 1
+    _params = (("dtype", None),)
+    _reduce = staticmethod(jnp.mean)
+
+    def init(self):
+        return jnp.zeros((2,), jnp.float32)  # [total, count]
+
+    def update(self, state, values, sample_weight=None):
+        values = jnp.asarray(values, jnp.float32)
+        if sample_weight is not None:
+            weights = jnp.asarray(sample_weight, jnp.float32)
+            values, weights = align(values, weights)
+            if values.ndim > weights.ndim:
+                values = self._reduce(values, axis=tuple(range(weights.ndim, values.ndim)))
+            weights = jnp.broadcast_to(weights, values.shape)
+            values = values * weights
+            if weights.ndim > 1:
+                weights = self._reduce(weights, axis=tuple(range(1, weights.ndim)))
+            count = jnp.sum(weights)
+        else:
+            count = jnp.asarray(values.shape[0] if values.ndim else 1, jnp.float32)
+        if values.ndim > 1:
+            values = self._reduce(values, axis=tuple(range(1, values.ndim)))
+        return state + jnp.stack([jnp.sum(values), count])
+
+
+class Mean(_Reduce):
+    """Keras's `Mean`: the weighted mean of the values seen (a loss tracker in a custom
+    `train_step`: `tracker.stateless_update_state(vars, loss)`)."""
+
+    _default_name = "mean"
+
+    def result(self, state):
+        return _divide_no_nan(state[0], state[1])
+
+
+class Sum(_Reduce):
+    """Keras's `Sum`: the weighted sum of the values seen."""
+
+    _default_name = "sum"
+    _reduce = staticmethod(jnp.sum)
+
+    def result(self, state):
+        return state[0]
 
 
 # Per-sample metric functions (Keras's semantics, one value per sample or position).

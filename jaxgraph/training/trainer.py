@@ -24,7 +24,9 @@ import numpy as np
 from .. import random as jg_random
 from ..layers.base import cancel_sync, defer_sync, flush_sync, weights_version
 from ..lowering.executor import RUN_ONCE
+from . import custom_step
 from . import data as data_mod
+from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from .objective import build_objective
 from .step import EVAL_RNG, Steps, split_params
@@ -210,6 +212,18 @@ class OptimizerHandle:
         ts = self._trainer.ts
         return 0 if ts is None else int(ts["step"])
 
+    @property
+    def variables(self) -> list:
+        """The optimizer state's arrays (`optimizer_variables` of a custom train_step)."""
+        return jax.tree_util.tree_leaves(self._trainer.ensure_state()["opt"])
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        """Keras's `(trainable_variables, optimizer_variables)` after one update, on lists
+        in Keras's order: the update `fit`'s built-in step makes (clipping, weight decay,
+        constraints), with the learning rate read from `optimizer_variables`."""
+        return custom_step.stateless_apply(self._trainer, optimizer_variables, grads,
+                                           trainable_variables)
+
     def get_config(self):
         return self._spec.get_config() if hasattr(self._spec, "get_config") else {}
 
@@ -236,7 +250,24 @@ class Trainer:
         self.optimizer_spec = optimizer_spec
         self.distribution = distribution
         self.tx = optimizers_mod.to_optax(optimizer_spec)
-        self.steps = Steps(model, objective, self.tx, distribution)
+        # Keras's `model.metrics` of a compiled model: what a custom step updates.
+        self.loss_tracker = metrics_mod.Mean(name="loss")
+        self.compile_metrics = custom_step.CompileMetrics(model, objective) \
+            if objective.metrics else None
+        self.output_loss_trackers = [
+            metrics_mod.Mean(name=objective.loss_log_name(i))
+            for i, fn in enumerate(objective.loss_fns) if fn is not None] \
+            if objective.multi else []
+        # A model that overrides train_step or test_step runs both through Keras's step
+        # protocol (the one it does not override is Keras's default), so its logs are
+        # Keras's; other models keep the built-in programs.
+        overridden = custom_step.overridden(model)
+        self.custom = bool(overridden & {"train", "test"})
+        if self.custom:
+            self.steps = custom_step.CustomSteps(model, objective, self.tx, distribution,
+                                                 overridden | {"train", "test"})
+        else:
+            self.steps = Steps(model, objective, self.tx, distribution)
         self.steps_per_execution = steps_per_execution
         self.ts: dict | None = None
         self.epoch = 0
@@ -253,6 +284,9 @@ class Trainer:
         self._eval_rng: bool | None = None
         self._results_fn = jax.jit(self.steps.results)
         self._init_metrics_fn = lambda: unique_buffers(self.steps.init_metrics())
+        self._init_eval_metrics_fn = self._init_metrics_fn
+        if self.custom:
+            self._init_eval_metrics_fn = lambda: unique_buffers(self.steps.init_eval_metrics())
         # The copy happens inside the one program (not as one compiled copy per shape):
         # the state is donated to the step, and must never own the model's arrays.
         self._init_state_fn = jax.jit(
@@ -263,6 +297,22 @@ class Trainer:
     @property
     def trace_counts(self):
         return self.steps.trace_counts
+
+    def ordered_values(self, logs: dict) -> list:
+        """evaluate()'s list: the compiled order, or Keras's for a model with custom steps."""
+        if self.custom:
+            return self.steps.ordered_values(logs)
+        return [logs[k] for k in self.objective.log_names() if k in logs]
+
+    def keep_metric_state(self, metric_state: dict) -> None:
+        """Leave a custom step's final metric variables in the metric objects, as Keras's
+        state sync does (copies: the state's own buffers are donated to the next step)."""
+        values = _copy_tree(list(metric_state["vars"]))
+        start = 0
+        for metric in self.steps.metric_objects():
+            count = len(metric.variables)
+            metric.assign_variables(values[start:start + count])
+            start += count
 
     # ------------------------------------------------------------------ state sync
 
@@ -400,9 +450,15 @@ class Trainer:
         if (k, masked) not in self._train_fns:
             steps = self.steps
 
-            def chunk(ts, data, idx_all, valid_all, active_all, c):
-                ts = steps.train_chunk(ts, data, idx_all, valid_all, active_all, c, masked=masked)
-                return ts, steps.results(ts["metrics"])
+            if self.custom:
+                def chunk(ts, data, idx_all, valid_all, active_all, c):
+                    return steps.custom_train_chunk(ts, data, idx_all, valid_all, active_all,
+                                                    c, masked=masked)
+            else:
+                def chunk(ts, data, idx_all, valid_all, active_all, c):
+                    ts = steps.train_chunk(ts, data, idx_all, valid_all, active_all, c,
+                                           masked=masked)
+                    return ts, steps.results(ts["metrics"])
 
             self._train_fns[(k, masked)] = Program(
                 chunk, donate_argnums=0, compiler_options=step_compiler_options(self.model))
@@ -421,22 +477,31 @@ class Trainer:
         if not self._eval_fns:
             steps = self.steps
 
-            def chunk(ms, params, mstate, data, idx_all, valid_all, c):
-                ms = steps.eval_chunk(ms, params, mstate, data, idx_all, valid_all, c)
-                return ms, steps.results(ms)
+            if self.custom:
+                def chunk(ms, params, mstate, data, idx_all, valid_all, c):
+                    return steps.custom_eval_chunk(ms, params, mstate, data, idx_all,
+                                                   valid_all, c)
+            else:
+                def chunk(ms, params, mstate, data, idx_all, valid_all, c):
+                    ms = steps.eval_chunk(ms, params, mstate, data, idx_all, valid_all, c)
+                    return ms, steps.results(ms)
 
             self._eval_fns[0] = Program(chunk, compiler_options=step_compiler_options(self.model))
         return self._eval_fns[0]
 
     def stream_train_fn(self):
+        """One step on given arrays: `ts -> ts`, or `ts -> (ts, logs)` for a custom step."""
         if self._stream_train is None:
-            self._stream_train = jax.jit(self.steps.train_step, donate_argnums=0,
+            step = self.steps.custom_train_step if self.custom else self.steps.train_step
+            self._stream_train = jax.jit(step, donate_argnums=0,
                                          compiler_options=step_compiler_options(self.model))
         return self._stream_train
 
     def stream_eval_fn(self):
+        """`ms -> ms`, or `ms -> (ms, logs)` for a custom test step."""
         if self._stream_eval is None:
-            self._stream_eval = jax.jit(self.steps.eval_step,
+            step = self.steps.custom_eval_step if self.custom else self.steps.eval_step
+            self._stream_eval = jax.jit(step,
                                         compiler_options=step_compiler_options(self.model))
         return self._stream_eval
 
@@ -444,7 +509,7 @@ class Trainer:
         """Evaluation's metric state; for a model random at inference (Monte Carlo
         dropout) it carries a key, fresh per evaluation as Keras's seed generator is.
         `fresh_key=False`: a placeholder of the same shape, to compile ahead."""
-        ms = self._init_metrics_fn()
+        ms = self._init_eval_metrics_fn()
         if self._eval_rng is None:
             self._eval_rng = self.model.inference_needs_rng()
         if self._eval_rng:
@@ -482,7 +547,7 @@ class Trainer:
 # ---------------------------------------------------------------------------- the mixin
 
 
-class TrainingMixin:
+class TrainingMixin(custom_step.StatelessMixin):
     """Keras's training methods for `Model` and `Sequential`."""
 
     stop_training = False
@@ -695,7 +760,7 @@ class TrainingMixin:
                             sample_weight=sample_weight, steps=steps, callbacks=callbacks)
         if return_dict:
             return logs
-        values = [logs[k] for k in trainer.objective.log_names() if k in logs]
+        values = trainer.ordered_values(logs)
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -710,10 +775,14 @@ class TrainingMixin:
         xs, ys, sws, n = self._prepare(trainer, x, y, sample_weight, class_weight)
         ts = trainer.ensure_state()
         ts = {**ts, "metrics": trainer._init_metrics_fn()}
-        trainer.ts = trainer.stream_train_fn()(ts, xs, ys, sws, jnp.ones((n,), jnp.float32))
+        if trainer.custom:
+            trainer.ts, logs = trainer.stream_train_fn()(ts, xs, ys, sws, None)
+            trainer.keep_metric_state(trainer.ts["metrics"])
+        else:
+            trainer.ts = trainer.stream_train_fn()(ts, xs, ys, sws, jnp.ones((n,), jnp.float32))
+            logs = trainer._results_fn(trainer.ts["metrics"])
         trainer.push_to_model()
-        logs = {k: float(v) for k, v in jax.device_get(
-            trainer._results_fn(trainer.ts["metrics"])).items()}
+        logs = {k: float(v) for k, v in jax.device_get(logs).items()}
         return logs if return_dict else _as_list(logs, trainer)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -721,9 +790,15 @@ class TrainingMixin:
         xs, ys, sws, n = self._prepare(trainer, x, y, sample_weight, None)
         trainer.pull_from_model() if trainer.ts is not None else None
         v = self.variables
-        ms = trainer.stream_eval_fn()(trainer.init_eval_metrics(), v["params"], v["state"], xs,
-                                      ys, sws, jnp.ones((n,), jnp.float32))
-        logs = {k: float(v) for k, v in jax.device_get(trainer._results_fn(ms)).items()}
+        if trainer.custom:
+            ms, logs = trainer.stream_eval_fn()(trainer.init_eval_metrics(), v["params"],
+                                                v["state"], xs, ys, sws, None)
+            trainer.keep_metric_state(ms)
+        else:
+            ms = trainer.stream_eval_fn()(trainer.init_eval_metrics(), v["params"], v["state"],
+                                          xs, ys, sws, jnp.ones((n,), jnp.float32))
+            logs = trainer._results_fn(ms)
+        logs = {k: float(v) for k, v in jax.device_get(logs).items()}
         return logs if return_dict else _as_list(logs, trainer)
 
     def predict_on_batch(self, x):
@@ -747,6 +822,9 @@ class TrainingMixin:
             sws = _flat_weights(model, sw, n)
             ts = steps.init_state(variables, jg_random.as_key(rng))
             ts["opt"] = opt_state
+            if trainer.custom:
+                ts, logs = steps.custom_train_step(ts, xs, ys, sws, None)
+                return steps.variables_of(ts), ts["opt"], logs
             ts = steps.train_step(ts, xs, ys, sws, jnp.ones((n,), jnp.float32))
             return steps.variables_of(ts), ts["opt"], steps.results(ts["metrics"])
 
@@ -780,7 +858,7 @@ def _flat_weights(model, sw, n):
 
 
 def _as_list(logs: dict, trainer: Trainer):
-    values = [logs[k] for k in trainer.objective.log_names() if k in logs]
+    values = trainer.ordered_values(logs)
     return values[0] if len(values) == 1 else values
 
 
