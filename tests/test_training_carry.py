@@ -428,8 +428,9 @@ def test_grad_and_vmap_of_apply_with_a_carried_value():
                                           static_argnums=1)(v["params"], None, key)
     (explicit, _), g_explicit = jax.value_and_grad(loss, has_aux=True)(v["params"], True, key)
     np.testing.assert_allclose(float(carried), float(explicit), rtol=1e-6)
+    # One side is jitted, the other eager: XLA fuses them differently (seen: 7e-5 relative).
     for a, b in zip(jax.tree_util.tree_leaves(g_carried), jax.tree_util.tree_leaves(g_explicit)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     # The BatchNormalization trained: its moving statistics moved.
     assert not np.allclose(np.asarray(jax.tree_util.tree_leaves(state)[0]),
                            np.asarray(jax.tree_util.tree_leaves(v["state"])[0]))

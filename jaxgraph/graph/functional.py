@@ -476,14 +476,61 @@ class Functional(Layer):
                         out.append((layer, prefix + (layer.name,)))
 
         walk(self, ())
+        top = {layer.name for layer in self._layers}
+        for layer in self._extra_layers():
+            if layer.name in top:
+                raise ValueError(
+                    f"Model {self.name!r} holds layer {layer.name!r} ({type(layer).__name__}) "
+                    "as an attribute besides the layers its call wires, but that name is "
+                    "already used there; give it another name.")
+            top.add(layer.name)
+            if isinstance(layer, Functional):
+                if layer._input_struct is not None:
+                    walk(layer, (layer.name,))
+                continue
+            if layer.built and layer._keras_style_call() and \
+                    "_sublayer_links" not in layer.__dict__:
+                layer._link_sublayers()
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                if layer._weights:
+                    out.append((layer, (layer.name,)))
         return out
+
+    def _extra_layers(self) -> list[Layer]:
+        """Layers a Keras-style subclass holds as attributes (Keras's tracking: alone, in
+        lists, tuples or dict values, in assignment order) that its `call` does not wire,
+        such as a VAE's decoder run only in `compute_loss`. Keras counts their weights as
+        the model's, so the variables hold them too, after the graph's."""
+        if self._keras_style_call() is None or self._input_struct is None:
+            return []
+        covered: set[int] = {id(self)}
+
+        def cover(layer):
+            if id(layer) in covered:
+                return
+            covered.add(id(layer))
+            if isinstance(layer, Functional):
+                for sub in layer._layers if layer._input_struct is not None else ():
+                    cover(sub)
+            elif layer._keras_style_call():
+                for sub in layer._direct_sublayers():
+                    cover(sub)
+
+        for layer in self._layers:
+            cover(layer)
+        return [layer for layer in self._direct_sublayers() if id(layer) not in covered]
+
+    def _tracked_layers(self) -> list[Layer]:
+        """The graph's layers, then the attribute layers it does not wire."""
+        return list(self._layers) + self._extra_layers()
 
     def _weighted_layers(self) -> list[Layer]:
         """Every leaf layer that owns weights, once, in Keras's order."""
         return [layer for layer, _ in self._leaf_paths()]
 
     def needs_rng(self) -> bool:
-        return any(layer.needs_rng() for layer in self.layers)
+        return any(layer.needs_rng() for layer in self.layers + self._extra_layers())
 
     def _eager_call_draws(self, training) -> bool:
         """Whether `model(x, training=training)` on arrays may draw randomness (it then
@@ -504,6 +551,9 @@ class Functional(Layer):
     def inference_needs_rng(self) -> bool:
         """Whether the model draws randomness even with training=False: a random layer
         called with `training=True` in the graph (Monte Carlo dropout), here or nested."""
+        if getattr(self, "_input_struct", None) is not None and any(
+                layer.needs_rng() for layer in self._extra_layers()):
+            return True  # a random layer a custom step calls directly (a VAE's sampler)
         for node in getattr(self, "_nodes_in_order", ()):
             layer = node.layer
             if isinstance(layer, Functional) and layer.inference_needs_rng():
@@ -561,7 +611,7 @@ class Functional(Layer):
     def trainable(self, value: bool) -> None:
         self._trainable = bool(value)
         if getattr(self, "_layers", None):
-            for layer in self._layers:
+            for layer in self._tracked_layers():
                 layer.trainable = value
 
     # ------------------------------------------------------------------ as a layer
@@ -698,6 +748,10 @@ class Functional(Layer):
         from ..layers import base
         from ..lowering import apply_model
 
+        in_step = base.step_call(self)
+        if in_step is not None:
+            with in_step:
+                return self._eager_call(args, kwargs)
         if self._input_struct is None and args and self._keras_style_call() is not None:
             self._build_from_call(args[0])
         context = getattr(base._call_context, "current", None)

@@ -335,6 +335,21 @@ def sharing_cell(cell):
 
 _call_context = threading.local()
 
+#: While a custom train/test/predict step is traced: the step's scope of bound layers
+#: (`training.custom_step.BoundLayers`), through which a direct call of a layer the
+#: model tracks runs on the step's variables and key.
+_step_scope = threading.local()
+
+
+def step_call(layer):
+    """The context a direct, top-level call of `layer` runs in inside a traced custom
+    step (a fresh call context keyed from the step, as Keras gives every top-level call
+    its own), or None outside one, or for a call made inside another layer's call."""
+    if getattr(_call_context, "current", None) is not None:
+        return None
+    scope = getattr(_step_scope, "current", None)
+    return None if scope is None else scope.enter(layer)
+
 
 # ---------------------------------------------------------------------------- loss collection
 
@@ -1178,6 +1193,10 @@ class Layer:
 
     def _eager_call(self, args, kwargs):
         """Call on concrete arrays with the current weights (Keras's eager `layer(x)`)."""
+        in_step = step_call(self)
+        if in_step is not None:
+            with in_step:
+                return self._eager_call(args, kwargs)
         # Arrays stay the same objects: the masks riding on them are found by identity.
         args = jax.tree_util.tree_map(
             lambda a: a if isinstance(a, jax.Array) else jnp.asarray(a), args)

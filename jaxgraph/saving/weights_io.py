@@ -229,7 +229,9 @@ def _walk_model(m, path: str, visited: set[int], slots: list[Slot], leaf_fn) -> 
     """Append the slots of model `m` at `path`; `leaf_fn(layer, path)` gives a leaf's."""
     slots.append(Slot(path, m.name))
     used: dict[str, int] = {}
-    for child in keras_layer_order(m):
+    # Then the layers a subclass holds as attributes but does not wire (a VAE's decoder):
+    # their weights are the model's too.
+    for child in keras_layer_order(m) + m._extra_layers():
         key = keras_snake_case(keras_class_key(child))
         if key in used:
             used[key] += 1

@@ -25,6 +25,7 @@ them; `step_context.row_mask(x)` gives the mask of real rows there.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import jax
@@ -32,8 +33,10 @@ import jax.numpy as jnp
 import optax
 
 from .. import random as jg_random
+from ..graph.functional import Functional
+from ..layers import base as layer_base
 from ..lowering import layout, regularization_loss, run_model, trainable_mask
-from ..lowering.executor import OVERRIDES
+from ..lowering.executor import OVERRIDES, _get_in
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from .step import (
@@ -149,6 +152,124 @@ class VariableLayout:
                                  if k not in self.frozen})
         mstate.update(hidden)
         return train, frozen, mstate
+
+
+class BoundLayers:
+    """Keras's StatelessScope for direct layer calls in a traced custom step.
+
+    Every layer the model tracks (its graph's, and the attribute layers `call` does not
+    wire, such as a VAE's decoder run in `compute_loss`) holds the step's variables while
+    the step is traced: from the step's state, then from each `stateless_call` /
+    `stateless_compute_loss`. A direct call computes on them, so gradients reach its
+    weights and its state updates go back into `non_trainable_variables`; it runs in a
+    call context of its own keyed from the step (`layers.base.step_call`), so a random
+    layer draws fresh numbers at every step. The layers get their own arrays back when
+    the trace ends."""
+
+    def __init__(self, model, lay: VariableLayout, ctx: StepContext, kind: str):
+        self.model, self.lay, self.ctx, self.kind = model, lay, ctx, kind
+        self.entries = layout(model)[0]
+        self.in_layout = {id(layer) for layer, _ in self.entries}
+        self.index = {key: i for i, key in enumerate(lay.nontrain_keys)}
+        self.saved: dict[int, tuple] = {}
+        self.covered: set[int] = set()
+        todo = list(model._tracked_layers())
+        while todo:
+            layer = todo.pop()
+            if id(layer) in self.covered:
+                continue
+            self.covered.add(id(layer))
+            if isinstance(layer, Functional):
+                todo += layer._layers if layer._input_struct is not None else []
+            elif layer._keras_style_call():
+                todo += layer._direct_sublayers()
+
+    def bind_lists(self, trainable, non_trainable, what: str) -> None:
+        train, frozen, mstate = self.lay.dicts(trainable, non_trainable, self.ctx.hidden, what)
+        self.bind(merge_params(train, frozen), mstate)
+
+    def bind(self, params: dict, mstate: dict) -> None:
+        """Give every weighted layer its values from `params` / `mstate` (their caches are
+        set aside once, with the sublayers' of a Keras-style layer)."""
+        layer_base.flush_sync()
+        for layer, path in self.entries:
+            values = {}
+            if any(w.trainable for w in layer._weights):
+                values.update(_get_in(params, path, "params"))
+            if any(not w.trainable for w in layer._weights):
+                values.update(_get_in(mstate, path, "state"))
+            links = layer.__dict__.get("_sublayer_links") or {}
+            for obj in [layer] + [sub for sub, _ in links.values()]:
+                self.saved.setdefault(id(obj), (obj, obj.__dict__.get("_own_values")))
+            layer._values = values
+
+    def updated(self, non_trainable) -> list:
+        """`non_trainable` with the state the bound layers hold now (a BatchNormalization
+        called in `compute_loss` with training=True moved its statistics)."""
+        out = list(non_trainable)
+        for layer, path in self.entries:
+            names = [w.name for w in layer._weights if not w.trainable]
+            if not names:
+                continue
+            values = layer._values
+            for name in names:
+                i = self.index.get(path + (name,))
+                if i is not None and values is not None and name in values:
+                    out[i] = values[name]
+        return out
+
+    def restore(self) -> None:
+        for obj, own in self.saved.values():
+            obj.__dict__["_own_values"] = own
+        self.saved.clear()
+
+    def enter(self, layer):
+        """The context of a direct call of `layer` in the step, or None if the model does
+        not track it."""
+        return self._call(layer) if id(layer) in self.covered else None
+
+    @contextlib.contextmanager
+    def _call(self, layer):
+        context = layer_base._CallContext([None, None], self.ctx.next_rng())
+        layer_base._call_context.current = context
+        try:
+            yield
+        finally:
+            layer_base._call_context.current = None
+        if isinstance(layer, Functional):
+            leaves = layer._weighted_layers() if layer._input_struct is not None else []
+        else:
+            leaves = [layer] if layer._weights else []
+        missing = [sub for sub in leaves if id(sub) not in self.in_layout]
+        if missing:
+            owner = type(self.model).__name__
+            raise ValueError(
+                f"layer {layer.name!r} ({type(layer).__name__}) is called in {owner}'s "
+                f"{self.kind} step but was not built when {owner}'s variables were made "
+                f"(layer {missing[0].name!r} has no place in them), so its weights would not "
+                "train: build it in __init__ (call it on an Input, or layer.build(shape)).")
+
+
+@contextlib.contextmanager
+def bound_layers(steps, ctx: StepContext, kind: str, trainable, non_trainable):
+    """Bind the model's layers to the step's variables while its step is traced."""
+    bound = BoundLayers(steps.model, steps.layout, ctx, kind)
+    ctx.bound = bound
+    outer = getattr(layer_base._step_scope, "current", None)
+    layer_base._step_scope.current = bound
+    try:
+        bound.bind_lists(trainable, non_trainable, f"{type(steps.model).__name__}.{kind}_step")
+        yield bound
+    finally:
+        layer_base._step_scope.current = outer
+        bound.restore()
+
+
+def _bound(model):
+    """The step's layer binding when `model` is the model whose step is traced."""
+    ctx = current()
+    bound = None if ctx is None else getattr(ctx, "bound", None)
+    return bound if bound is not None and bound.model is model else None
 
 
 # ---------------------------------------------------------------------------- structures
@@ -306,6 +427,9 @@ def stateless_call(model, trainable_variables, non_trainable_variables, inputs,
     flat_frozen = flatten_dict(frozen)
     new_non_trainable = [flat_frozen[k] if k in lay.frozen else flat_state[k]
                          for k in lay.nontrain_keys]
+    bound = _bound(model)
+    if bound is not None:  # what compute_loss then calls runs on these variables
+        bound.bind(params, new_state)
     losses = [extra, regularization_loss(model, params, mstate)]
     if ctx is not None:
         ctx.records[id(model)] = {"outputs": outputs, "masks": masks, "losses": losses,
@@ -495,13 +619,21 @@ class StatelessMixin:
             logs = self.compute_metrics(x, y, y_pred, sample_weight)
         return logs, scope.variables()
 
-    def _compute_loss_in_scope(self, metrics_variables, x, y, y_pred, sample_weight,
-                               training):
-        """`compute_loss` with the metric state in scope, as Keras's stateless_compute_loss
-        (an override may update trackers): `(loss, new metrics_variables)`."""
+    def stateless_compute_loss(self, trainable_variables, non_trainable_variables,
+                               metrics_variables, x=None, y=None, y_pred=None,
+                               sample_weight=None, training=True):
+        """Keras's: `compute_loss` with the model's variables and metric state in scope (an
+        override may call layers the model holds and update trackers): `(loss,
+        (trainable_variables, non_trainable_variables, metrics_variables))`."""
+        bound = _bound(self)
+        if bound is not None:
+            bound.bind_lists(trainable_variables, non_trainable_variables,
+                             f"{type(self).__name__}.stateless_compute_loss")
         with MetricScope(self.metrics, metrics_variables) as scope:
             loss = self.compute_loss(x, y, y_pred, sample_weight, training=training)
-        return loss, scope.variables()
+        if bound is not None:
+            non_trainable_variables = bound.updated(non_trainable_variables)
+        return loss, (trainable_variables, non_trainable_variables, scope.variables())
 
     def train_step(self, state, data):
         """Keras's default train step, in the JAX backend's stateless form."""
@@ -511,8 +643,9 @@ class StatelessMixin:
         def loss_and_updates(trainable, non_trainable, metrics_variables):
             y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x,
                                                         training=True)
-            loss, metrics_variables = self._compute_loss_in_scope(
-                metrics_variables, x, y, y_pred, sample_weight, True)
+            loss, (_, non_trainable, metrics_variables) = self.stateless_compute_loss(
+                trainable, non_trainable, metrics_variables, x, y, y_pred, sample_weight,
+                training=True)
             return loss, (y_pred, non_trainable, metrics_variables, _records(self, y_pred))
 
         (loss, (y_pred, non_trainable, metrics_variables, records)), grads = \
@@ -530,8 +663,9 @@ class StatelessMixin:
         trainable, non_trainable, metrics_variables = state
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=False)
-        loss, metrics_variables = self._compute_loss_in_scope(
-            metrics_variables, x, y, y_pred, sample_weight, False)
+        loss, (_, non_trainable, metrics_variables) = self.stateless_compute_loss(
+            trainable, non_trainable, metrics_variables, x, y, y_pred, sample_weight,
+            training=False)
         logs, metrics_variables = self._update_metrics_variables(
             metrics_variables, loss, x, y, y_pred, sample_weight)
         return logs, (trainable, non_trainable, metrics_variables)
@@ -671,7 +805,8 @@ class CustomSteps(Steps):
         else:
             train_l, nontrain_l, data, rng, hidden = args
             state, valid, weights = (list(train_l), list(nontrain_l)), None, None
-        with StepContext(self, rng=rng, valid=valid, loss_weights=weights, hidden=hidden):
+        with StepContext(self, rng=rng, valid=valid, loss_weights=weights, hidden=hidden) as ctx, \
+                bound_layers(self, ctx, kind, state[0], state[1]):
             out = getattr(model, f"{kind}_step")(state, data)
         lay = self.layout
         names = {"trainable_variables": lambda i: lay.name(lay.train_keys[i]),

@@ -33,6 +33,7 @@ class StepContext:
         self.hidden = hidden or {}
         self.draws = 0
         self.records: dict[int, dict] = {}
+        self.bound = None  # custom_step.BoundLayers: the model's layers on these variables
 
     def next_rng(self):
         """The step's key for the first draw (the key the built-in step uses), then keys

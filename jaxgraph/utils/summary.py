@@ -86,7 +86,7 @@ def summary_rows(model: Functional, expand_nested: bool = False) -> list[dict]:
     rows: list[dict] = []
 
     def walk(m: Functional, depth: int, show_links: bool) -> None:
-        for layer in m.layers:
+        for layer in m.layers + m._extra_layers():  # attribute layers call does not wire
             rows.append({
                 "name": layer.name,
                 "type": type(layer).__name__,
