@@ -549,8 +549,9 @@ class Functional(Layer):
         return super()._default_training()
 
     def inference_needs_rng(self) -> bool:
-        """Whether the model draws randomness even with training=False: a random layer
-        called with `training=True` in the graph (Monte Carlo dropout), here or nested."""
+        """Whether the model may draw randomness even with training=False: a random layer
+        called with `training=True` in the graph (Monte Carlo dropout), here or nested, or
+        a Keras-style layer holding random layers, whose `call` may do the same."""
         if getattr(self, "_input_struct", None) is not None and any(
                 layer.needs_rng() for layer in self._extra_layers()):
             return True  # a random layer a custom step calls directly (a VAE's sampler)
@@ -558,7 +559,11 @@ class Functional(Layer):
             layer = node.layer
             if isinstance(layer, Functional) and layer.inference_needs_rng():
                 return True
-            if layer.needs_rng() and node.call_args(lambda t: t)[1].get("training") is True:
+            if layer.needs_rng() and (
+                    node.call_args(lambda t: t)[1].get("training") is True
+                    # A Keras-style layer's `call` may pass training=True to the random
+                    # layers it holds; only running it would tell, so it gets a key.
+                    or (layer._keras_style_call() and not isinstance(layer, Functional))):
                 return True
         return False
 

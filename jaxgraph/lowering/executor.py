@@ -400,8 +400,12 @@ def _layer_key(layer, run: _Run, training, overrides):
     be nonzero for some members even where the layer's own is 0), folded from the run's.
     A layer that would draw when the run has no key says so; one running with None (a
     Keras-style layer leaving it to the layers it calls) gets none, and those say so."""
-    if not (layer.needs_rng() or overrides) or (training is not None and not training):
+    if not (layer.needs_rng() or overrides):
         return None
+    if training is not None and not training:
+        # A Keras-style layer may still call its random layers with training=True (Monte
+        # Carlo dropout written in its `call`): it gets the run's key where there is one.
+        return run.next_key() if layer._keras_style_call() and run.rng is not None else None
     key = run.next_key()
     if key is None and training is not None:
         raise ValueError(_no_key_message(layer, run.cell))
