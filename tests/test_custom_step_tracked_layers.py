@@ -139,10 +139,12 @@ def test_decoder_held_as_attribute_trains_as_in_keras(keras):
     assert sorted(jh) == sorted(kh) == ["kl_loss", "loss", "reconstruction_loss"]
     for key in kh:
         _assert_close(jh[key], kh[key])
+    # Adam divides by the root of tiny second moments, which magnifies float32 rounding
+    # on near-zero weights: 1.3e-6 on a weight of 6.6e-4 was seen (weights are ~0.1).
     for a, b in zip(jdec.get_weights(), kdec.get_weights()):
-        _assert_close(a, b)
+        _assert_close(a, b, atol=1e-5)
     for a, b in zip(jvae.get_weights(), kvae.get_weights()):
-        _assert_close(a, b)
+        _assert_close(a, b, atol=1e-5)
     assert any(not np.allclose(a, b) for a, b in zip(before, jdec.get_weights()))
 
 
@@ -156,12 +158,14 @@ def test_sgd_steps_and_decoder_state_updates_match_keras(keras):
     hist = _fit(built, images, lambda lib: lib.optimizers.SGD(0.05), epochs=2)
     for key in hist[keras]:
         _assert_close(hist[jaxgraph][key], hist[keras][key])
+    # As above, absolute slack for near-zero entries (this test failed once in parallel
+    # runs at atol=1e-6; weights and statistics here are ~0.1).
     for a, b in zip(jdec.get_weights(), kdec.get_weights()):
-        _assert_close(a, b)
+        _assert_close(a, b, atol=1e-5)
     moving_after = [np.array(w) for w in jvae.non_trainable_weights]
     assert not np.allclose(moving_before[0], moving_after[0])
     for a, b in zip(moving_after, [np.array(w) for w in kvae.non_trainable_weights]):
-        _assert_close(a, b)
+        _assert_close(a, b, atol=1e-5)
 
 
 def test_random_sampler_draws_fresh_keys_and_the_decoder_trains():

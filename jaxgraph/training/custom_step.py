@@ -43,9 +43,9 @@ from .step import (
     EVAL_RNG,
     Steps,
     _chunk,
-    _row_count,
     flatten_dict,
     merge_params,
+    scan_steps,
     split_params,
     unflatten_dict,
 )
@@ -903,26 +903,8 @@ class CustomSteps(Steps):
     def custom_train_chunk(self, ts, data, idx_all, valid_all, active_all, c, masked=True):
         """`Steps.train_chunk` with the user's step: `(state, logs of the chunk's last
         active step)`; the logs are carried through the scan next to the state."""
-        if idx_all is None:
-            k = active_all.shape[1]
-            size = _row_count(data) // k
-            idx = jnp.arange(k)
-
-            def fetch(d, i):
-                return self.rows(d, i * size, size)
-        else:
-            idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
-
-            def fetch(d, i):
-                return self.gather(d, i)
-        valid = _chunk(valid_all, c)
-        active = jax.lax.dynamic_index_in_dim(active_all, c, keepdims=False)
-        fresh = self.init_metrics()
-        if active_all.shape[0] == 1:
-            ts = {**ts, "metrics": fresh}
-        else:
-            ts = {**ts, "metrics": jax.tree_util.tree_map(
-                lambda z, m: jnp.where(c == 0, z, m), fresh, ts["metrics"])}
+        fetch, idx, valid, active, ts = self.chunk_inputs(ts, data, idx_all, valid_all,
+                                                          active_all, c)
         if idx.shape[0] == 1:
             x, y, sw = fetch(data, idx[0])
             return self.custom_train_step(ts, x, y, sw, None if valid is None else valid[0])
@@ -932,19 +914,10 @@ class CustomSteps(Steps):
         args = self._train_args(ts, x, y, sw, v0, _spec(ts["rng"]))
         logs0 = jax.tree_util.tree_map(_zeros, self._out_shape("train", args)[0])
 
-        def body(carry, inp):
-            i, v, a = inp
+        def step(carry, x, y, sw, v):
+            return self.custom_train_step(carry[0], x, y, sw, v)
 
-            def run(carry):
-                x, y, sw = fetch(data, i)
-                return self.custom_train_step(carry[0], x, y, sw, v)
-
-            if not masked:
-                return run(carry), None
-            return jax.lax.cond(a, run, lambda carry: carry, carry), None
-
-        (ts, logs), _ = jax.lax.scan(body, (ts, logs0), (idx, valid, active))
-        return ts, logs
+        return scan_steps(step, fetch, data, (ts, logs0), idx, valid, active, masked)
 
     def custom_eval_chunk(self, ms, params, mstate, data, idx_all, valid_all, c):
         """`Steps.eval_chunk` with the user's step: `(metric state, logs)`. A step whose

@@ -65,6 +65,24 @@ def _chunk(a, c):
     return None if a is None else jax.lax.dynamic_index_in_dim(a, c, keepdims=False)
 
 
+def scan_steps(step, fetch, data, carry, idx, valid, active, masked):
+    """`step(carry, x, y, sw, valid_row)` over a chunk's steps in one scan; with `masked`,
+    an inactive step (padding when k does not divide the epoch) leaves `carry` as is."""
+    def body(carry, inp):
+        i, v, a = inp
+
+        def run(carry):
+            x, y, sw = fetch(data, i)
+            return step(carry, x, y, sw, v)
+
+        if not masked:
+            return run(carry), None
+        return jax.lax.cond(a, run, lambda carry: carry, carry), None
+
+    carry, _ = jax.lax.scan(body, carry, (idx, valid, active))  # valid may be None
+    return carry
+
+
 # Key of the evaluation metric state that carries the rng of a model random at
 # inference (a layer called with training=True); results() never reports it.
 EVAL_RNG = "_rng"
@@ -266,44 +284,36 @@ class Steps:
         when k does not divide the epoch) leave the state untouched. With `idx_all` None,
         `data` holds the chunk's own rows in step order (gathered on the host), so each
         step slices its batch instead of gathering it."""
+        fetch, idx, valid, active, ts = self.chunk_inputs(ts, data, idx_all, valid_all,
+                                                          active_all, c)
+        if idx.shape[0] == 1:
+            x, y, sw = fetch(data, idx[0])
+            return self.train_step(ts, x, y, sw, None if valid is None else valid[0])
+        return scan_steps(self.train_step, fetch, data, ts, idx, valid, active, masked)
+
+    def chunk_inputs(self, ts, data, idx_all, valid_all, active_all, c):
+        """What every step of chunk `c` reads: `(fetch, idx, valid, active, ts)`, with
+        `fetch(data, i)` the rows of step `i` and the running metrics of `ts` started
+        afresh in the epoch's first chunk (no extra dispatch)."""
         if idx_all is None:
             k = active_all.shape[1]
             size = _row_count(data) // k
             idx = jnp.arange(k)
 
-            def fetch(i):
-                return self.rows(data, i * size, size)
+            def fetch(d, i):
+                return self.rows(d, i * size, size)
         else:
             idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
-
-            def fetch(i):
-                return self.gather(data, i)
+            fetch = self.gather
         valid = _chunk(valid_all, c)
         active = jax.lax.dynamic_index_in_dim(active_all, c, keepdims=False)
-        # The epoch's first chunk starts the running metrics afresh (no extra dispatch).
         fresh = self.init_metrics()
         if active_all.shape[0] == 1:  # one chunk per epoch: c is always 0
             ts = {**ts, "metrics": fresh}
         else:
             ts = {**ts, "metrics": jax.tree_util.tree_map(
                 lambda z, m: jnp.where(c == 0, z, m), fresh, ts["metrics"])}
-        if idx.shape[0] == 1:
-            x, y, sw = fetch(idx[0])
-            return self.train_step(ts, x, y, sw, None if valid is None else valid[0])
-
-        def body(ts, inp):
-            i, v, a = inp
-
-            def run(t):
-                x, y, sw = fetch(i)
-                return self.train_step(t, x, y, sw, v)
-
-            if not masked:
-                return run(ts), None
-            return jax.lax.cond(a, run, lambda t: t, ts), None
-
-        ts, _ = jax.lax.scan(body, ts, (idx, valid, active))  # valid may be None
-        return ts
+        return fetch, idx, valid, active, ts
 
     def eval_chunk(self, ms, params, mstate, data, idx_all, valid_all, c):
         idx = jax.lax.dynamic_index_in_dim(idx_all, c, keepdims=False)
