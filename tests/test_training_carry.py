@@ -427,8 +427,9 @@ def test_grad_and_vmap_of_apply_with_a_carried_value():
     (carried, state), g_carried = jax.jit(jax.value_and_grad(loss, has_aux=True),
                                           static_argnums=1)(v["params"], None, key)
     (explicit, _), g_explicit = jax.value_and_grad(loss, has_aux=True)(v["params"], True, key)
-    np.testing.assert_allclose(float(carried), float(explicit), rtol=1e-6)
-    # One side is jitted, the other eager: XLA fuses them differently (seen: 7e-5 relative).
+    # One side is jitted, the other eager: XLA fuses them differently (seen: 1.5e-6
+    # relative on the loss, 7e-5 on a gradient).
+    np.testing.assert_allclose(float(carried), float(explicit), rtol=1e-5)
     for a, b in zip(jax.tree_util.tree_leaves(g_carried), jax.tree_util.tree_leaves(g_explicit)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     # The BatchNormalization trained: its moving statistics moved.
