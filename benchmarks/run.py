@@ -149,6 +149,17 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
+def _adaptive_repeats(round_s: float | None, budget_s: float) -> int:
+    """3 repeats, or as many as one round's time fits into the budget, at most 9.
+
+    A median of 3 is enough where a run is seconds of steady work; where it is a second of
+    compilation (the MLP on CPU) its peak memory is XLA's compile scratch, which differs
+    by +-10 MB between identical runs, and more repeats cost little."""
+    if not round_s:
+        return 3
+    return max(3, min(9, int(budget_s // round_s)))
+
+
 def fresh_first_epoch(workload: str, method: str, args, samples: int,
                       epochs: int) -> float | None:
     """The first epoch of one run in a new Python process (benchmarks.compile_breakdown).
@@ -190,7 +201,7 @@ def print_table(w, n: int, epochs: int, summary: dict, flops: float | None) -> N
     print("throughput ratios: " + ", ".join(ratios))
     fresh = {m: s.get("fresh_first_epoch_s") for m, s in summary.items()}
     if any(v is not None for v in fresh.values()):
-        print("first epoch in a fresh process: " + ", ".join(
+        print("first epoch in a fresh process (median): " + ", ".join(
             f"{m} {v:.2f} s" for m, v in fresh.items() if v is not None))
 
 
@@ -200,7 +211,14 @@ def main(argv=None) -> dict:
                    help=f"of {', '.join(WORKLOADS)} (default on CPU: all but the bf16 one)")
     p.add_argument("--methods", default=None,
                    help="default: all registered but the opt-in ones (jaxgraph_spe1)")
-    p.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --quick)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="default: 3 (1 with --quick), more for a workload whose warm-up round "
+                        "of every method took under 20 s, up to 9 (see --repeat-budget-s)")
+    p.add_argument("--repeat-budget-s", type=float, default=60.0,
+                   help="without --repeats, a workload gets as many repeats (3 to 9) as its "
+                        "warm-up round fits into this many seconds: the MLP's peak memory is "
+                        "XLA's compile scratch, which moves by +-10 MB between identical runs, "
+                        "and its runs take a second")
     p.add_argument("--epochs", type=int, default=None,
                    help="first epoch + steady ones (>= 2; default: the workload's, 10 for mlp, "
                         "whose epochs are milliseconds long, 4 for convnet and resnet, "
@@ -216,8 +234,11 @@ def main(argv=None) -> dict:
     p.add_argument("--samples", type=int, default=None,
                    help="training-set size (default: the workload's; larger on accelerators)")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count per step")
+    p.add_argument("--fresh-runs", type=int, default=3,
+                   help="with --fresh-first-epoch: fresh processes per method, interleaved "
+                        "across methods, median reported (default 3)")
     p.add_argument("--fresh-first-epoch", action="store_true",
-                   help="also time each method's first epoch once in a fresh process, where "
+                   help="also time each method's first epoch in fresh processes, where "
                         "no compile or autotuning cache of another column can help it")
     p.add_argument("--skip", default=CPU_SKIP if ON_CPU else "",
                    help=f"workload:method pairs not to run (CPU default: {CPU_SKIP})")
@@ -229,7 +250,7 @@ def main(argv=None) -> dict:
         jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     assert args.epochs is None or args.epochs >= 2, "need a steady epoch after the first"
-    repeats = args.repeats or (1 if args.quick else 3)
+    fixed_repeats = args.repeats or (1 if args.quick else None)
     if args.warmup is None:
         args.warmup = 0 if args.quick else 1
     methods = (args.methods.split(",") if args.methods
@@ -237,16 +258,16 @@ def main(argv=None) -> dict:
     if REFERENCE in methods:  # the reference column first
         methods.insert(0, methods.pop(methods.index(REFERENCE)))
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} cpus; "
-          f"methods {methods}, {repeats} repeats")
+          f"methods {methods}, {fixed_repeats or '3 to 9'} repeats")
 
-    runs, summaries, step_flop_counts, failed, epochs_of = [], {}, {}, [], {}
+    runs, summaries, step_flop_counts, failed, epochs_of, repeats_of = [], {}, {}, [], {}, {}
 
     def save():  # after every workload, so a run cut short keeps what it measured
         if not args.out:
             return
         meta = {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                 "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-                "quick": args.quick, "epochs": epochs_of, "repeats": repeats,
+                "quick": args.quick, "epochs": epochs_of, "repeats": repeats_of,
                 "warmup": args.warmup,
                 "compilation_cache": args.compilation_cache, "flops_per_step": step_flop_counts,
                 "samples": {r["workload"]: r["samples"] for r in runs}, "failed": failed}
@@ -263,6 +284,7 @@ def main(argv=None) -> dict:
         flops = step_flop_counts[wname] = None if args.no_flops else step_flops(w, x, y)
         skipped = [m for m in methods if f"{wname}:{m}" in args.skip.split(",")]
         done, slow = [], set(skipped)
+        t_warm = time.perf_counter()
         for r in range(args.warmup):
             for m in methods:
                 if m in slow:
@@ -272,6 +294,9 @@ def main(argv=None) -> dict:
                 except Exception:  # the timed repeats report it
                     traceback.print_exc()
             print(f"  {wname:<12} warm-up round {r} done (not measured)", flush=True)
+        repeats = repeats_of[wname] = fixed_repeats or _adaptive_repeats(
+            (time.perf_counter() - t_warm) / args.warmup if args.warmup else None,
+            args.repeat_budget_s)
         for r in range(repeats):
             order = methods[r % len(methods):] + methods[:r % len(methods)]
             for m in order:
@@ -292,9 +317,15 @@ def main(argv=None) -> dict:
         if done:
             summaries[wname] = summarize(done)
             if args.fresh_first_epoch:
-                for m in summaries[wname]:
-                    summaries[wname][m]["fresh_first_epoch_s"] = fresh_first_epoch(
-                        wname, m, args, w.samples, epochs)
+                fresh = {m: [] for m in summaries[wname]}
+                for _ in range(args.fresh_runs):  # interleaved, as the repeats are
+                    for m in fresh:
+                        fresh[m].append(fresh_first_epoch(wname, m, args, w.samples, epochs))
+                for m, times in fresh.items():
+                    times = [t for t in times if t is not None]
+                    summaries[wname][m]["fresh_first_epoch_runs"] = times
+                    summaries[wname][m]["fresh_first_epoch_s"] = (
+                        statistics.median(times) if times else None)
             print_table(w, len(x), epochs, summaries[wname], flops)
         if skipped:
             print(f"skipped (--skip): {', '.join(skipped)}")

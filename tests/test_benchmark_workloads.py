@@ -55,3 +55,14 @@ def test_mixed_precision_twin_keeps_float32_parameters_and_computes_in_bf16():
     model = build(w)
     assert model.layers[1].dtype_policy.compute_dtype == "bfloat16"
     assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(model.variables))
+
+
+def test_adaptive_repeats_bounds():
+    """Cheap workloads get more repeats (their peak memory is noisy compile scratch), at
+    least 3 and at most 9; no warm-up round to time means the plain 3."""
+    from benchmarks.run import _adaptive_repeats
+
+    assert _adaptive_repeats(None, 60.0) == 3
+    assert _adaptive_repeats(7.0, 60.0) == 8
+    assert _adaptive_repeats(1.0, 60.0) == 9
+    assert _adaptive_repeats(45.0, 60.0) == 3
