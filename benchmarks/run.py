@@ -221,8 +221,8 @@ def main(argv=None) -> dict:
                         "and its runs take a second")
     p.add_argument("--epochs", type=int, default=None,
                    help="first epoch + steady ones (>= 2; default: the workload's, 10 for mlp, "
-                        "whose epochs are milliseconds long, 4 for convnet and resnet, "
-                        "2 for multi_output)")
+                        "whose epochs are milliseconds long, 4 for the others, whose CPU "
+                        "epochs are a few steps)")
     p.add_argument("--warmup", type=int, default=None,
                    help="untimed rounds of every method before the repeats (default 1, 0 with "
                         "--quick; see "

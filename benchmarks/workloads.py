@@ -47,7 +47,8 @@ class Workload:
     policy: str = "float32"  # dtype policy: "mixed_bfloat16" = bf16 compute, float32 variables
     # Epochs of a default run: the first (compile included) and steady ones. Enough that
     # the steady ones last well over a scheduler hiccup (one MLP epoch is ~10 ms on CPU)
-    # and are more than one sample (a CPU resnet epoch is one step).
+    # and are more than one sample (a CPU resnet epoch is one step, a CPU multi_output
+    # epoch two).
     epochs: int = 2
 
     def data(self, seed: int = 0):
@@ -306,7 +307,7 @@ WORKLOADS = {
                  _multi_data, MultiOutput, _multi_keras,
                  loss_weights={"age": 0.25, "income": 1.0, "gender": 10.0},
                  note=f"embedding shrunk to {VOCAB}x{EMBED} (book: 50000x256), seq len {SEQ_LEN}",
-                 accel_samples=8192),
+                 accel_samples=8192, epochs=4),
         _RESNET,
         replace(_RESNET, name="resnet_bf16", flax_model=partial(ResNet, dtype=jnp.bfloat16),
                 policy="mixed_bfloat16", note="mixed_bfloat16: bf16 compute, float32 variables"),

@@ -279,3 +279,59 @@ def test_summary_lists_the_unwired_layers_and_counts_their_weights():
     total = vae.count_params()
     assert total == encoder.count_params() + decoder.count_params()
     assert f"Total params: {total:,}" in text
+
+
+def _probe_model(probe_in_grad):
+    """A model whose custom step calls a held, unwired Dense after `jax.value_and_grad`
+    (and, with `probe_in_grad`, inside it as well): the call after must see the step's
+    variables, not the gradient trace's values that leaked out of it."""
+
+    class Probe(jaxgraph.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.body = jaxgraph.layers.Dense(3)
+            self.head = jaxgraph.layers.Dense(1)
+            self.head.build((None, 3))
+
+        def call(self, x):
+            return self.body(x)
+
+        def train_step(self, state, data):
+            trainable, non_trainable, opt_vars, metrics_vars = state
+            x, y = data
+
+            def loss_fn(tv, ntv):
+                y_pred, ntv = self.stateless_call(tv, ntv, x, training=True)
+                out = self.head(y_pred) if probe_in_grad else y_pred[:, :1]
+                return jnp.mean((out - y) ** 2), ntv
+
+            (loss, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                trainable, non_trainable)
+            probe = self.head(jnp.ones((1, 3)))[0, 0]  # after the gradient trace ended
+            trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, trainable)
+            return ({"loss": loss, "probe": probe},
+                    (trainable, non_trainable, opt_vars, metrics_vars))
+
+    return Probe()
+
+
+@pytest.mark.parametrize("probe_in_grad", [True, False])
+def test_held_layer_called_after_grad_runs_on_the_step_variables(probe_in_grad):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4)).astype("float32")
+    y = rng.normal(size=(8, 1)).astype("float32")
+    model = _probe_model(probe_in_grad)
+    model.compile(optimizer=jaxgraph.optimizers.SGD(0.5), loss="mse")
+    model(x[:1])
+    kernel, bias = (np.asarray(w) for w in model.head.get_weights())
+    before = float(kernel.sum() + bias.sum())
+    hist = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    # The step's probe sees the weights the step started from.
+    _assert_close(hist.history["probe"][0], before, rtol=1e-6)
+    kernel1, bias1 = (np.asarray(w) for w in model.head.get_weights())
+    if probe_in_grad:  # the head is in the loss, so it trained
+        assert not np.allclose(kernel1, kernel)
+    else:
+        np.testing.assert_array_equal(kernel1, kernel)
+    hist = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    _assert_close(hist.history["probe"][0], float(kernel1.sum() + bias1.sum()), rtol=1e-6)

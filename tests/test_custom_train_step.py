@@ -740,3 +740,36 @@ def test_compute_loss_override_with_a_stateful_tracker_matches_keras(keras):
     _assert_close(jt, kt)
     for a, b in zip(jw, kw):
         _assert_close(a, b)
+
+
+def test_targets_are_checked_where_the_step_uses_the_compiled_loss():
+    """As in Keras, a custom step that never uses the compiled loss may take targets it
+    would not fit; one that calls compute_loss with them gets an error naming the output."""
+    x, _ = _data()
+    y_wrong = np.zeros((len(x), 3), "float32")  # the output has 5 classes
+
+    class OwnLoss(jaxgraph.Model):
+        def train_step(self, state, data):
+            trainable, non_trainable, opt_vars, metrics_vars = state
+            inputs, targets = data
+
+            def loss_fn(tv, ntv):
+                pred, ntv = self.stateless_call(tv, ntv, inputs, training=True)
+                return jnp.mean((pred[:, :3] - targets) ** 2), ntv
+
+            (loss, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                trainable, non_trainable)
+            trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, trainable)
+            return {"loss": loss}, (trainable, non_trainable, opt_vars, metrics_vars)
+
+    model = _mlp(jaxgraph, OwnLoss)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    before = [np.asarray(w) for w in model.get_weights()]
+    hist = model.fit(x, y_wrong, batch_size=20, epochs=2, verbose=0)
+    assert len(hist.history["loss"]) == 2 and np.isfinite(hist.history["loss"]).all()
+    assert not np.allclose(model.get_weights()[0], before[0])
+
+    model = _mlp(jaxgraph, compiled_metrics_class(jaxgraph))
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"Output 'dense_\d+'.*categorical_crossentropy"):
+        model.fit(x, y_wrong, batch_size=20, epochs=1, verbose=0)

@@ -172,6 +172,7 @@ class BoundLayers:
         self.in_layout = {id(layer) for layer, _ in self.entries}
         self.index = {key: i for i, key in enumerate(lay.nontrain_keys)}
         self.saved: dict[int, tuple] = {}
+        self.bindings: list[tuple[dict, dict]] = []
         self.covered: set[int] = set()
         todo = list(model._tracked_layers())
         while todo:
@@ -191,6 +192,22 @@ class BoundLayers:
     def bind(self, params: dict, mstate: dict) -> None:
         """Give every weighted layer its values from `params` / `mstate` (their caches are
         set aside once, with the sublayers' of a Keras-style layer)."""
+        self.bindings.append((params, mstate))
+        self._apply(params, mstate)
+
+    def _live(self) -> None:
+        """Fall back to the latest binding whose arrays are still alive. A `stateless_call`
+        inside `jax.grad` binds the gradient trace's values; once the user's step is back
+        outside it, a layer called directly runs on the step's own variables instead of
+        leaked tracers (Keras's layers would read their variables there)."""
+        top = len(self.bindings)
+        while top > 1 and not _alive(self.bindings[top - 1]):
+            top -= 1
+        if top < len(self.bindings):
+            del self.bindings[top:]
+            self._apply(*self.bindings[-1])
+
+    def _apply(self, params: dict, mstate: dict) -> None:
         layer_base.flush_sync()
         for layer, path in self.entries:
             values = {}
@@ -226,7 +243,10 @@ class BoundLayers:
     def enter(self, layer):
         """The context of a direct call of `layer` in the step, or None if the model does
         not track it."""
-        return self._call(layer) if id(layer) in self.covered else None
+        if id(layer) not in self.covered:
+            return None
+        self._live()
+        return self._call(layer)
 
     @contextlib.contextmanager
     def _call(self, layer):
@@ -248,6 +268,34 @@ class BoundLayers:
                 f"{self.kind} step but was not built when {owner}'s variables were made "
                 f"(layer {missing[0].name!r} has no place in them), so its weights would not "
                 "train: build it in __init__ (call it on an Input, or layer.build(shape)).")
+
+
+def _trace_chain(trace) -> list:
+    chain = []
+    while trace is not None and all(t is not trace for t in chain):
+        chain.append(trace)
+        trace = getattr(trace, "parent_trace", None)
+    return chain
+
+
+def _alive(tree) -> bool:
+    """False if the arrays are tracers of a trace nested in the current one that has
+    ended: a `jax.grad` the step has left. Its trace descends from a trace still active
+    but is not active itself. Anything jax does not let us see stays alive."""
+    try:
+        from jax._src import core as jax_core
+
+        current = jax_core.trace_ctx.trace
+    except (ImportError, AttributeError):
+        return True
+    trace = next((getattr(leaf, "_trace", None) for leaf in jax.tree_util.tree_leaves(tree)
+                  if isinstance(leaf, jax.core.Tracer)), None)
+    if trace is None:
+        return True
+    active = {id(t) for t in _trace_chain(current)}
+    if id(trace) in active:
+        return True
+    return not any(id(t) in active for t in _trace_chain(trace)[1:])
 
 
 @contextlib.contextmanager
@@ -466,6 +514,8 @@ def compute_loss(model, x=None, y=None, y_pred=None, sample_weight=None, trainin
                 raise ValueError(f"{type(model).__name__}.compute_loss: output {names[i]!r} "
                                  "has a compiled loss but no target y was given")
             pred = preds[i]
+            losses_mod.validate(fn, tuple(jnp.shape(ys[i])), tuple(jnp.shape(pred)), names[i],
+                                y_true_dtype=jnp.result_type(ys[i]))
             if jnp.issubdtype(pred.dtype, jnp.floating):
                 pred = pred.astype(jnp.float32)
             value = losses_mod.batch_loss(fn, ys[i], pred, sws[i], row_mask(pred),
