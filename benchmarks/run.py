@@ -160,6 +160,24 @@ def _adaptive_repeats(round_s: float | None, budget_s: float) -> int:
     return max(3, min(9, int(budget_s // round_s)))
 
 
+def paired_ratios(runs: list[dict]) -> dict:
+    """The reference column's throughput over each other column's, within each repeat,
+    median over repeats. Columns of one repeat run back to back, so a machine that slows
+    down for minutes (a shared VM) moves both sides of each ratio; the ratio of medians
+    can instead pair one column's slow runs with another's fast ones."""
+    by_repeat: dict = {}
+    for r in runs:
+        by_repeat.setdefault(r.get("repeat"), {})[r["method"]] = r["samples_per_s"]
+    methods = {r["method"] for r in runs}
+    ref = REFERENCE if REFERENCE in methods else "flax_step"
+    out = {}
+    for m in sorted(methods - {ref}):
+        ratios = [rep[ref] / rep[m] for rep in by_repeat.values() if ref in rep and m in rep]
+        if ratios:
+            out[m] = statistics.median(ratios)
+    return out
+
+
 def fresh_first_epoch(workload: str, method: str, args, samples: int,
                       epochs: int) -> float | None:
     """The first epoch of one run in a new Python process (benchmarks.compile_breakdown).
@@ -199,6 +217,10 @@ def print_table(w, n: int, epochs: int, summary: dict, flops: float | None) -> N
     ratios = [f"{ref}/{m} {summary[ref]['samples_per_s'] / s['samples_per_s']:.2f}"
               for m, s in summary.items() if m != ref]
     print("throughput ratios: " + ", ".join(ratios))
+    paired = [f"{ref}/{m} {s['paired_throughput_ratio']:.2f}" for m, s in summary.items()
+              if s.get("paired_throughput_ratio") is not None]
+    if paired:
+        print("paired (median of each repeat's ratio): " + ", ".join(paired))
     fresh = {m: s.get("fresh_first_epoch_s") for m, s in summary.items()}
     if any(v is not None for v in fresh.values()):
         print("first epoch in a fresh process (median): " + ", ".join(
@@ -303,7 +325,7 @@ def main(argv=None) -> dict:
                 if m in slow:
                     continue
                 try:
-                    done.append(measure(m, w, x, y, epochs, flops))
+                    done.append({**measure(m, w, x, y, epochs, flops), "repeat": r})
                 except Exception:  # one broken column must not lose the others' figures
                     traceback.print_exc()
                     failed.append(f"{wname}:{m}")
@@ -316,6 +338,8 @@ def main(argv=None) -> dict:
         runs += done
         if done:
             summaries[wname] = summarize(done)
+            for m, ratio in paired_ratios(done).items():
+                summaries[wname][m]["paired_throughput_ratio"] = ratio
             if args.fresh_first_epoch:
                 fresh = {m: [] for m in summaries[wname]}
                 for _ in range(args.fresh_runs):  # interleaved, as the repeats are

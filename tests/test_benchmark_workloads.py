@@ -66,3 +66,17 @@ def test_adaptive_repeats_bounds():
     assert _adaptive_repeats(7.0, 60.0) == 8
     assert _adaptive_repeats(1.0, 60.0) == 9
     assert _adaptive_repeats(45.0, 60.0) == 3
+
+
+def test_paired_ratios_pair_the_columns_of_each_repeat():
+    """A slow spell on a shared machine hits the columns of one repeat together: the
+    paired ratio keeps it out, the ratio of medians does not."""
+    from benchmarks.run import REFERENCE, paired_ratios
+
+    def run(method, repeat, sps):
+        return {"method": method, "repeat": repeat, "samples_per_s": sps}
+
+    runs = [run(REFERENCE, 0, 40.0), run("flax_step", 0, 40.0),
+            run(REFERENCE, 1, 30.0), run("flax_step", 1, 30.0),
+            run(REFERENCE, 2, 30.0), run("flax_step", 2, 40.0)]
+    assert paired_ratios(runs) == {"flax_step": 1.0}
