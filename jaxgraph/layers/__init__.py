@@ -137,4 +137,8 @@ from .reshaping import (
     ZeroPadding2D,
     ZeroPadding3D,
 )
+
+# Keras's `keras.layers.serialize` / `keras.layers.deserialize`.
+from .serialization import deserialize_layer as deserialize
+from .serialization import serialize_layer as serialize
 from .text import TextVectorization

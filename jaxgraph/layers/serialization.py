@@ -60,6 +60,31 @@ def serialize_layer(layer) -> dict:
             "config": layer.get_config()}
 
 
+def serialize_object(obj):
+    """Keras's `serialize_keras_object` for what a get_config holds: a layer or model as
+    its record, containers element by element, plain values as they are."""
+    from .base import Layer
+
+    if isinstance(obj, Layer):
+        return serialize_layer(obj)
+    if isinstance(obj, (list, tuple)):
+        return [serialize_object(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: serialize_object(v) for k, v in obj.items()}
+    return serialize_value(obj)
+
+
+def deserialize_object(config, custom_objects=None):
+    """Keras's `deserialize_keras_object`, the inverse of `serialize_object`."""
+    if isinstance(config, dict) and "class_name" in config and "config" in config:
+        return deserialize_layer(config, custom_objects)
+    if isinstance(config, list):
+        return [deserialize_object(v, custom_objects) for v in config]
+    if isinstance(config, dict):
+        return {k: deserialize_object(v, custom_objects) for k, v in config.items()}
+    return config
+
+
 # Functions referenced by configs (Lambda layers, TextVectorization, custom losses): by
 # name only, never code. A name resolves through `custom_objects`, the functions
 # registered here, or the fixed table of pure array functions below; loading never

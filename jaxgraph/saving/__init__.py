@@ -5,6 +5,8 @@
 - `save_weights` / `load_weights`: HDF5 in Keras 3's `.weights.h5` layout, so files
   move between Keras and jaxgraph for the same architecture.
 - `model_from_json`: a model from `model.to_json()` (jaxgraph's or Keras 3's).
+- `serialize_keras_object` / `deserialize_keras_object`: layers and models held by a
+  subclass, in its get_config / from_config, as in Keras.
 - `load_keras_weights`: Keras files into a jaxgraph model, matching layers by name.
 - `save_checkpoint` / `restore_checkpoint`: a training-state pytree through
   orbax-checkpoint (atomic per step, keeps the last few), for `BackupAndRestore`
@@ -17,7 +19,9 @@ import os
 
 import numpy as np
 
+from ..layers.serialization import deserialize_object as deserialize_keras_object
 from ..layers.serialization import register_function
+from ..layers.serialization import serialize_object as serialize_keras_object
 from .atomic import atomic_write, write_bytes_atomic
 from .keras_interop import load_keras_weights
 from .model_io import load_model, model_from_json, register_serializable, save_model
@@ -25,6 +29,7 @@ from .weights_io import load_weights, save_weights
 
 __all__ = [
     "atomic_write",
+    "deserialize_keras_object",
     "latest_checkpoint_step",
     "load_keras_weights",
     "load_model",
@@ -36,6 +41,7 @@ __all__ = [
     "save_checkpoint",
     "save_model",
     "save_weights",
+    "serialize_keras_object",
     "write_bytes_atomic",
 ]
 

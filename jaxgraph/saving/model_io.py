@@ -94,8 +94,50 @@ def architecture(model) -> dict:
     """
     from ..graph.config import layer_record
 
+    _check_rebuildable(model, "save")
     return {"class_name": layer_record(model)["class_name"], **class_metadata(type(model)),
             "config": model.get_config()}
+
+
+def _build_config(model) -> dict | None:
+    """Keras's `build_config`: the input specs a Keras-style subclass, made again by
+    `cls(**get_config())` without a graph, is traced on when loaded."""
+    if model._keras_style_call() is None or model._input_struct is None:
+        return None
+    struct = model._input_struct
+    return {"kind": struct.kind, "keys": struct.keys,
+            "inputs": [{"shape": list(t.shape), "dtype": t.dtype} for t in struct.flat]}
+
+
+def _build_from_config(model, build_config) -> None:
+    if not build_config or getattr(model, "_input_struct", True) is not None:
+        return
+    from ..graph.input_layer import Input
+
+    specs = [Input(shape=tuple(spec["shape"][1:]), dtype=spec["dtype"])
+             for spec in build_config["inputs"]]
+    kind = build_config["kind"]
+    sample = (dict(zip(build_config["keys"], specs)) if kind == "dict"
+              else specs if kind == "list" else specs[0])
+    model._build_from_call(sample)
+
+
+def _check_rebuildable(model, what: str) -> None:
+    """A Keras-style subclass without its own get_config is written as the graph its
+    `call` wires and comes back as a plain Model of it. Layers it holds outside that
+    graph (a VAE's decoder used in compute_loss) would be lost, and their weights would
+    have no place on loading: refuse here, as Keras refuses such a model's get_config."""
+    if type(model).get_config is not Functional.get_config:
+        return
+    held = model._extra_layers()
+    if held:
+        cls = type(model).__name__
+        raise NotImplementedError(
+            f"Cannot {what} model {model.name!r}: {cls} holds layers its call does not wire "
+            f"({', '.join(repr(layer.name) for layer in held)}), and without a get_config "
+            f"of its own it would be rebuilt as a plain Model of the graph its call wires, "
+            f"without them. Implement {cls}.get_config() returning its __init__ arguments "
+            f"(and from_config if they need deserializing), or use save_weights().")
 
 
 def model_to_json(model, **kwargs) -> str:
@@ -111,6 +153,7 @@ def model_to_json(model, **kwargs) -> str:
         raise TypeError(f"to_json expects a jaxgraph Model, got {type(model).__name__}")
     from ..graph.config import keras_layer_record
 
+    _check_rebuildable(model, "convert to JSON")
     arch = keras_layer_record(model)
     record = {"module": arch.get("module"), "class_name": arch["class_name"],
               "config": arch["config"], "registered_name": arch.get("registered_name")}
@@ -209,6 +252,9 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
         "date_saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **architecture(model),
     }
+    build_config = _build_config(model)
+    if build_config is not None:
+        config["build_config"] = build_config
     members = [(CONFIG_MEMBER, _json_bytes(config, "model config", path), zipfile.ZIP_DEFLATED)]
     members.append((WEIGHTS_MEMBER, weights_to_bytes(model), zipfile.ZIP_STORED))
     compile_config = _current_compile_config(model)
@@ -537,6 +583,7 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True):
                 f"{FORMAT_VERSION}"
             )
         model = _build(config, custom_objects, source)
+        _build_from_config(model, config.get("build_config"))
         if WEIGHTS_MEMBER not in names:
             raise ValueError(f"{source!r} has no {WEIGHTS_MEMBER}")
         import h5py
