@@ -386,12 +386,12 @@ def _axis(axis):
 
 @_op
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
-    return jnp.sum(x, axis=_axis(axis), keepdims=keepdims)
+    return jnp.sum(jnp.asarray(x), axis=_axis(axis), keepdims=keepdims)
 
 
 @_op
 def prod(x, axis=None, keepdims=False, dtype=None):
-    return jnp.prod(x, axis=_axis(axis), keepdims=keepdims, dtype=_dtype(dtype))
+    return jnp.prod(jnp.asarray(x), axis=_axis(axis), keepdims=keepdims, dtype=_dtype(dtype))
 
 
 @_op
@@ -413,27 +413,27 @@ def var(x, axis=None, keepdims=False):
 
 @_op
 def std(x, axis=None, keepdims=False):
-    return jnp.std(x, axis=_axis(axis), keepdims=keepdims)
+    return jnp.std(jnp.asarray(x), axis=_axis(axis), keepdims=keepdims)
 
 
 @_op
 def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's name
-    return jnp.max(x, axis=_axis(axis), keepdims=keepdims, initial=initial)
+    return jnp.max(jnp.asarray(x), axis=_axis(axis), keepdims=keepdims, initial=initial)
 
 
 @_op
 def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's name
-    return jnp.min(x, axis=_axis(axis), keepdims=keepdims, initial=initial)
+    return jnp.min(jnp.asarray(x), axis=_axis(axis), keepdims=keepdims, initial=initial)
 
 
 @_op
 def any(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
-    return jnp.any(x, axis=_axis(axis), keepdims=keepdims)
+    return jnp.any(jnp.asarray(x), axis=_axis(axis), keepdims=keepdims)
 
 
 @_op
 def all(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
-    return jnp.all(x, axis=_axis(axis), keepdims=keepdims)
+    return jnp.all(jnp.asarray(x), axis=_axis(axis), keepdims=keepdims)
 
 
 def _no_negative_zero(x):

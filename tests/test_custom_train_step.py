@@ -773,3 +773,48 @@ def test_targets_are_checked_where_the_step_uses_the_compiled_loss():
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     with pytest.raises(ValueError, match=r"Output 'dense_\d+'.*categorical_crossentropy"):
         model.fit(x, y_wrong, batch_size=20, epochs=1, verbose=0)
+
+
+def _losses_model(lib, regularized, seen):
+    class M(lib.Model):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            reg = dict(activity_regularizer=lib.regularizers.L2(0.1),
+                       kernel_regularizer=lib.regularizers.L2(0.01)) if regularized else {}
+            self.body = lib.layers.Dense(3, kernel_initializer="ones", **reg)
+            self.head = lib.layers.Dense(1, kernel_initializer="ones",
+                                         activity_regularizer=lib.regularizers.L2(10.0))
+            if lib is jaxgraph:
+                self.head.build((None, 3))
+
+        def call(self, x):
+            return self.body(x)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                         training=True):
+            out = self.head(y_pred)  # a held layer's activity loss: Keras drops it here
+            loss = lib.ops.mean((out - y) ** 2)
+            seen.append(len(self.losses))
+            return loss + sum(self.losses) if self.losses else loss
+
+    return M()
+
+
+@pytest.mark.parametrize("regularized", [False, True])
+def test_model_losses_in_compute_loss_match_keras(keras, regularized):
+    """`self.losses` in compute_loss: [] for a model that adds none (so `if self.losses`
+    works as in Keras), else what the call added and the weight regularizers, summed to
+    Keras's total."""
+    x = np.linspace(-1, 1, 8, dtype="float32").reshape(4, 2)
+    y = np.zeros((4, 1), "float32")
+    totals, counts = [], []
+    for lib in (keras, jaxgraph):
+        seen = []
+        model = _losses_model(lib, regularized, seen)
+        model(x)
+        model.compile(optimizer=lib.optimizers.SGD(0.0))
+        totals.append(model.fit(x, y, batch_size=4, epochs=1, verbose=0).history["loss"][0])
+        counts.append(seen[-1])
+    _assert_close(totals[1], totals[0], rtol=1e-5)
+    assert counts[1] == 0 if not regularized else counts[1] > 0
+    assert (counts[0] == 0) == (counts[1] == 0)

@@ -271,3 +271,11 @@ def test_jit_grad_through_ops_in_custom_layer():
     # vmap over examples agrees with the batched call
     per_example = jax.vmap(lambda e: model.apply(variables, e[None])[0][0])(x)
     np.testing.assert_allclose(per_example, model.apply(variables, x)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sum", "prod", "max", "min", "std"])
+def test_reductions_take_a_list_as_keras_does(name):
+    values = [1.5, -2.0, 3.0]
+    ours, theirs = getattr(ops, name)(values), getattr(kops, name)(values)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-6)
+    assert np.asarray(ours).dtype == np.asarray(theirs).dtype

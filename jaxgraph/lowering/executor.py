@@ -620,7 +620,8 @@ def _prepare_inputs(model: Functional, inputs) -> list:
 
 
 def run_model(model: Functional, variables: dict, inputs, *, training=False, rng=None,
-              with_masks=False, valid=None, input_masks=None, cell=None, draw_key=None):
+              with_masks=False, valid=None, input_masks=None, cell=None, draw_key=None,
+              loss_terms: list | None = None):
     """`(outputs, new_state, extra_losses)`: apply plus the layers' added losses; with
     `with_masks`, also each output's propagated mask (None where it has none), in
     `model.output_names` order, for the losses and metrics that honour them.
@@ -651,6 +652,8 @@ def run_model(model: Functional, variables: dict, inputs, *, training=False, rng
         run.state[OVERRIDES] = overrides  # the state keeps its structure (scan carries)
     outputs = model._output_struct.pack([v for v, _ in results])
     losses = list(added) + run.activity
+    if loss_terms is not None:  # each added and activity loss, as Keras's `model.losses`
+        loss_terms.extend(losses)
     extra = sum(losses[1:], losses[0]) if losses else jnp.zeros((), jnp.float32)
     if not with_masks:
         return outputs, run.state, extra

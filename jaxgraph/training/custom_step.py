@@ -468,9 +468,10 @@ def stateless_call(model, trainable_variables, non_trainable_variables, inputs,
         rng = jg_random.next_key()
     first = jax.tree_util.tree_leaves(inputs)
     valid = row_mask(first[0]) if first else None
+    terms: list = []
     outputs, new_state, extra, masks = run_model(
         model, {"params": params, "state": mstate}, inputs, training=training,
-        rng=jg_random.as_key(rng), with_masks=True, valid=valid)
+        rng=jg_random.as_key(rng), with_masks=True, valid=valid, loss_terms=terms)
     flat_state = flatten_dict(new_state)
     flat_frozen = flatten_dict(frozen)
     new_non_trainable = [flat_frozen[k] if k in lay.frozen else flat_state[k]
@@ -478,13 +479,20 @@ def stateless_call(model, trainable_variables, non_trainable_variables, inputs,
     bound = _bound(model)
     if bound is not None:  # what compute_loss then calls runs on these variables
         bound.bind(params, new_state)
-    losses = [extra, regularization_loss(model, params, mstate)]
+    # Keras's `model.losses`: only what was added, [] for a model without any.
+    losses = terms + ([regularization_loss(model, params, mstate)]
+                      if _has_regularizers(model) else [])
     if ctx is not None:
         ctx.records[id(model)] = {"outputs": outputs, "masks": masks, "losses": losses,
                                   "output_losses": {}}
     if return_losses:
         return outputs, new_non_trainable, losses
     return outputs, new_non_trainable
+
+
+def _has_regularizers(model) -> bool:
+    return any(w.regularizer is not None for layer, _ in layout(model)[0]
+               for w in layer._weights)
 
 
 def compute_loss(model, x=None, y=None, y_pred=None, sample_weight=None, training=True):
