@@ -395,3 +395,31 @@ def test_population_of_builds_rejects_what_changes_the_program():
     with pytest.raises(ValueError, match="sets \\['momentum'\\], which build_fn\\(hp\\) did "
                                          "not ask for"):
         tune.train_population(_dropout_mlp(), [{"momentum": 0.9}], x, y)
+
+
+def test_a_trial_model_that_cannot_be_saved_is_kept_in_memory(tmp_path):
+    """A subclass holding a layer its call does not wire cannot be written (save refuses
+    it, as Keras does): the search warns, keeps the model in memory and goes on."""
+
+    class Held(Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.body = layers.Dense(1, kernel_initializer="zeros")
+            self.spare = layers.Dense(2)
+            self.spare.build((None, 1))
+
+        def call(self, x):
+            return self.body(x)
+
+    def build(hp):
+        model = Held()
+        model(np.zeros((1, 1), np.float32))
+        model.compile(optimizer=optimizers.SGD(hp.Choice("lr", [0.0, 0.1])), loss="mse")
+        return model
+
+    x, y = _regression_data()
+    tuner = tune.RandomSearch(build, objective="val_loss", max_trials=2, seed=0,
+                              directory=tmp_path, project_name="held", verbose=0)
+    with pytest.warns(UserWarning, match=r"could not be saved.*self\.spare"):
+        tuner.search(x, y, epochs=1, validation_split=0.25, verbose=0)
+    assert isinstance(tuner.get_best_models(1)[0], Held)

@@ -132,9 +132,12 @@ def _check_rebuildable(model, what: str) -> None:
     held = model._extra_layers()
     if held:
         cls = type(model).__name__
+        attrs = {id(v): k for k, v in vars(model).items() if isinstance(v, Layer)}
+        named = [f"self.{attrs[id(layer)]} (layer {layer.name!r})" if id(layer) in attrs
+                 else f"layer {layer.name!r}" for layer in held]
         raise NotImplementedError(
             f"Cannot {what} model {model.name!r}: {cls} holds layers its call does not wire "
-            f"({', '.join(repr(layer.name) for layer in held)}), and without a get_config "
+            f"({', '.join(named)}), and without a get_config "
             f"of its own it would be rebuilt as a plain Model of the graph its call wires, "
             f"without them. Implement {cls}.get_config() returning its __init__ arguments "
             f"(and from_config if they need deserializing), or use save_weights().")

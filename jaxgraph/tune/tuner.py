@@ -334,7 +334,7 @@ class Tuner:
         os.makedirs(self.models_directory, exist_ok=True)
         try:
             model.save(self._model_path(number))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, NotImplementedError) as e:
             warnings.warn(f"Trial {number}'s model could not be saved ({e}); it is kept in "
                           "memory only", stacklevel=2)
 
