@@ -116,6 +116,32 @@ def test_subclass_save_and_load_gives_the_graph_back(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+def test_subclass_with_get_config_loads_as_its_class_with_dict_inputs(tmp_path):
+    """With its own get_config, the subclass is made again by `cls(**config)` and traced
+    on the input specs the file keeps (Keras's build_config), dict inputs included."""
+    base = ticket_model_class(jaxgraph)
+
+    class Tickets(base):
+        def __init__(self, num_departments, **kwargs):
+            super().__init__(num_departments)
+            self.num_departments = num_departments
+
+        def get_config(self):
+            return {"num_departments": self.num_departments}
+
+    data, targets = _tickets(n=16)
+    model = Tickets(num_departments=4)
+    model.compile("rmsprop", ["mse", "categorical_crossentropy"])
+    model.fit(data, targets, verbose=0)
+    path = str(tmp_path / "tickets.keras")
+    model.save(path)
+    loaded = jaxgraph.models.load_model(path, custom_objects={"Tickets": Tickets})
+    assert type(loaded) is Tickets and loaded.num_departments == 4
+    assert sorted(loaded.input_names) == ["tags", "text_body", "title"]
+    for a, b in zip(loaded.predict(data, verbose=0), model.predict(data, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
 def test_subclass_call_must_wire_layers():
     class Constant(jaxgraph.Model):
         def call(self, x):
