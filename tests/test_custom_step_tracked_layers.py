@@ -61,7 +61,8 @@ def vae_class(lib, sampler_cls, decoder_training=None):
     return VAE
 
 
-def build_vae(lib, sampler_cls, batchnorm=False, decoder_training=None, latent_dim=2):
+def vae_parts(lib, latent_dim=2, batchnorm=False):
+    """The VAE's encoder (to z_mean, z_log_var) and decoder models on 8x8 images."""
     encoder_inputs = lib.Input(shape=(8, 8, 1))
     h = lib.layers.Dense(16, activation="relu")(lib.layers.Flatten()(encoder_inputs))
     encoder = lib.Model(encoder_inputs, [lib.layers.Dense(latent_dim, name="z_mean")(h),
@@ -73,6 +74,11 @@ def build_vae(lib, sampler_cls, batchnorm=False, decoder_training=None, latent_d
         h = lib.layers.BatchNormalization()(h)
     h = lib.layers.Dense(64, activation="sigmoid")(h)
     decoder = lib.Model(latent_inputs, lib.layers.Reshape((8, 8, 1))(h), name="decoder")
+    return encoder, decoder
+
+
+def build_vae(lib, sampler_cls, batchnorm=False, decoder_training=None, latent_dim=2):
+    encoder, decoder = vae_parts(lib, latent_dim, batchnorm)
     vae = vae_class(lib, sampler_cls, decoder_training)(encoder, decoder)
     return vae, encoder, decoder
 

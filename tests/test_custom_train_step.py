@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_custom_step_tracked_layers import vae_parts  # the VAE's encoder and decoder
 
 import jaxgraph
 
@@ -316,16 +317,7 @@ def vae_classes(lib, sampler_cls):
                           new_metrics_vars)
 
     def build(latent_dim=2):
-        encoder_inputs = lib.Input(shape=(8, 8, 1))
-        h = lib.layers.Dense(16, activation="relu")(lib.layers.Flatten()(encoder_inputs))
-        encoder = lib.Model(encoder_inputs, [lib.layers.Dense(latent_dim, name="z_mean")(h),
-                                             lib.layers.Dense(latent_dim, name="z_log_var")(h)],
-                            name="encoder")
-        latent_inputs = lib.Input(shape=(latent_dim,))
-        h = lib.layers.Dense(64, activation="sigmoid")(
-            lib.layers.Dense(16, activation="relu")(latent_inputs))
-        decoder = lib.Model(latent_inputs, lib.layers.Reshape((8, 8, 1))(h), name="decoder")
-        return VAE(encoder, decoder)
+        return VAE(*vae_parts(lib, latent_dim))
 
     return build
 
