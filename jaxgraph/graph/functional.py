@@ -504,21 +504,7 @@ class Functional(Layer):
         the model's, so the variables hold them too, after the graph's."""
         if self._keras_style_call() is None or self._input_struct is None:
             return []
-        covered: set[int] = {id(self)}
-
-        def cover(layer):
-            if id(layer) in covered:
-                return
-            covered.add(id(layer))
-            if isinstance(layer, Functional):
-                for sub in layer._layers if layer._input_struct is not None else ():
-                    cover(sub)
-            elif layer._keras_style_call():
-                for sub in layer._direct_sublayers():
-                    cover(sub)
-
-        for layer in self._layers:
-            cover(layer)
+        covered = reachable_layers(self._layers) | {id(self)}
         return [layer for layer in self._direct_sublayers() if id(layer) not in covered]
 
     def _tracked_layers(self) -> list[Layer]:
@@ -867,6 +853,23 @@ class Functional(Layer):
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def reachable_layers(layers) -> set[int]:
+    """The ids of `layers` and of every layer they run: a model's graph layers, a
+    Keras-style layer's attribute layers, all the way down."""
+    seen: set[int] = set()
+    todo = list(layers)
+    while todo:
+        layer = todo.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, Functional):
+            todo += layer._layers if layer._input_struct is not None else []
+        elif layer._keras_style_call():
+            todo += layer._direct_sublayers()
+    return seen
 
 
 def _state_changed(before, after) -> bool:

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from .. import random as jg_random
-from ..graph.functional import Functional
+from ..graph.functional import Functional, reachable_layers
 from ..layers import base as layer_base
 from ..lowering import layout, regularization_loss, run_model, trainable_mask
 from ..lowering.executor import OVERRIDES, _get_in
@@ -173,17 +173,7 @@ class BoundLayers:
         self.index = {key: i for i, key in enumerate(lay.nontrain_keys)}
         self.saved: dict[int, tuple] = {}
         self.bindings: list[tuple[dict, dict]] = []
-        self.covered: set[int] = set()
-        todo = list(model._tracked_layers())
-        while todo:
-            layer = todo.pop()
-            if id(layer) in self.covered:
-                continue
-            self.covered.add(id(layer))
-            if isinstance(layer, Functional):
-                todo += layer._layers if layer._input_struct is not None else []
-            elif layer._keras_style_call():
-                todo += layer._direct_sublayers()
+        self.covered = reachable_layers(model._tracked_layers())
 
     def bind_lists(self, trainable, non_trainable, what: str) -> None:
         train, frozen, mstate = self.lay.dicts(trainable, non_trainable, self.ctx.hidden, what)

@@ -689,8 +689,10 @@ class TrainingMixin(custom_step.StatelessMixin):
         named += [(f"y[{n!r}]", a) for n, a in zip(self.output_names, ys) if a is not None]
         n = data_mod.sample_count(named)
         if with_targets:
-            if not trainer.custom:  # a custom step may not use the compiled loss (Keras
-                self._validate_targets(trainer, ys)  # checks in compute_loss, and so do we)
+            # A custom step may not use the compiled loss: its targets are checked where
+            # it does, in compute_loss, as Keras checks them.
+            if not trainer.custom:
+                self._validate_targets(trainer, ys)
             sws = data_mod.sample_weights(self, sample_weight, class_weight, ys, n)
         else:
             sws = []
